@@ -1,0 +1,114 @@
+"""``convert``: from a (fine-tuned) G-DNN to a spiking network (Figure 2, last step).
+
+Hidden synapse layers get negated weights, a bias neuron firing at ``T(1)`` and a
+ticking neuron (eq. 9); the output layer keeps its weights and is read out as a
+potential; max-pool layers become simplified spiking max-pool neurons.  The
+inhibitory periods ``T_il`` are dynamic (per sample, Algorithm 1 step 2) unless
+calibration data or explicit values fix them per layer (static mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .coding import GCoding, bias_spike_time
+from .errors import ConversionError, UnsupportedModelError
+from .prepare import GDNN
+from .snn.layers import SpikeFlatten, SpikingMaxPool, SpikingSynapse
+from .snn.network import SNN
+from .tracing import SYNAPSE_LAYERS
+
+
+def _snn_layers(prepared: GDNN) -> list[nn.Module]:
+    modules = list(prepared)
+    synapse_count = sum(isinstance(m, SYNAPSE_LAYERS) for m in modules)
+    layers: list[nn.Module] = []
+    seen = 0
+    previous: nn.Module | None = None
+    for name, module in prepared.named_children():
+        if isinstance(module, SYNAPSE_LAYERS):
+            if not isinstance(previous, GCoding):
+                raise UnsupportedModelError(
+                    f"synapse layer '{name}' is not preceded by G; build the model with "
+                    "tdsnn.prepare"
+                )
+            if previous.L != prepared.L:
+                raise UnsupportedModelError(f"G before '{name}' has L={previous.L}, not {prepared.L}")
+            seen += 1
+            layers.append(SpikingSynapse(module, prepared.L, seen == synapse_count, name))
+        elif isinstance(module, nn.MaxPool2d):
+            layers.append(SpikingMaxPool(module, name))
+        elif isinstance(module, nn.Flatten):
+            if module.start_dim != 1 or module.end_dim != -1:
+                raise UnsupportedModelError(f"flatten '{name}' must be Flatten(1, -1)")
+            layers.append(SpikeFlatten(name))
+        elif not isinstance(module, (GCoding, nn.ReLU)):
+            raise UnsupportedModelError(
+                f"layer '{name}' ({type(module).__name__}) is not part of a G-DNN; "
+                "build the model with tdsnn.prepare"
+            )
+        previous = module
+    return layers
+
+
+def _batches(calibration: Tensor | Iterable) -> Iterable[Tensor]:
+    if isinstance(calibration, Tensor):
+        yield calibration
+        return
+    for item in calibration:
+        yield item[0] if isinstance(item, (tuple, list)) else item
+
+
+def convert(
+    prepared: GDNN,
+    calibration: Tensor | Iterable | None = None,
+    *,
+    t_il: Sequence[int] | None = None,
+) -> SNN:
+    """Convert a G-DNN made by :func:`tdsnn.prepare` into an :class:`SNN`.
+
+    Args:
+        prepared: the G-DNN (fine-tuned or not).
+        calibration: optional data (a tensor, or an iterable of tensors or
+            ``(inputs, labels)`` batches).  When given, every layer's ``T_il`` is fixed
+            to the largest value seen on it (static mode); inputs that would need
+            longer are clipped at run time and counted in ``SNNResult.clipped``.
+        t_il: explicit static inhibitory periods, one per synapse layer (overrides
+            calibration).  Each must be at least ``T(1)``, when the bias neuron fires.
+    """
+    if not isinstance(prepared, GDNN):
+        raise UnsupportedModelError(
+            f"convert expects the G-DNN returned by tdsnn.prepare, got {type(prepared).__name__}"
+        )
+    layers = _snn_layers(prepared)
+    snn = SNN(layers, prepared.L)
+    snn.eval()
+    n_synapse = len(snn.synapse_layers)
+    if t_il is None and calibration is not None:
+        observed = torch.zeros(n_synapse, dtype=torch.int64)
+        seen = False
+        for batch in _batches(calibration):
+            result = snn.run(batch, backend="closed_form")
+            observed = torch.maximum(observed, result.t_il.amax(dim=0))
+            seen = True
+        if not seen:
+            raise ConversionError("calibration data is empty")
+        t_il = observed.tolist()
+    if t_il is not None:
+        values = [int(v) for v in t_il]
+        if len(values) != n_synapse:
+            raise ConversionError(
+                f"t_il needs one value per synapse layer ({n_synapse}), got {len(values)}"
+            )
+        floor = bias_spike_time(prepared.L)
+        for name, value in zip((s.name for s in snn.synapse_layers), values, strict=True):
+            if value < floor:
+                raise ConversionError(
+                    f"static T_il={value} of layer '{name}' is shorter than T(1)={floor}, when "
+                    f"the bias neuron fires (L={prepared.L:g}); use at least {floor}"
+                )
+        snn.static_t_il = values
+    return snn

@@ -1,0 +1,90 @@
+"""Closed-form simulator: spike times layer by layer, without stepping through time.
+
+For a hidden synapse layer the neuron fires at ``tau = T(A)`` of its G-DNN
+pre-activation ``A = W G(x) + b`` (design note, section 2), so one layer costs
+one DNN layer plus element-wise work.  Operation counts follow from the spike
+times in closed form: ticks sum to the firing steps, leaks to ``T_il + tau``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..coding import spike_time, spike_value
+from ..ops import SNNLayerEvents
+from .layers import SpikingMaxPool, SpikingSynapse
+
+
+def run_synapse(
+    layer: SpikingSynapse,
+    t_in: Tensor,
+    t_il: Tensor,
+    limit: int | None,
+    fanout: Tensor,
+    dtype: torch.dtype,
+) -> tuple[Tensor, SNNLayerEvents]:
+    """One synapse layer: output spike times (hidden) or logits (output layer).
+
+    ``t_in`` are the input spike times (all ``<= t_il``), ``t_il`` the per-sample
+    inhibitory period, ``limit`` a static end of the active period (or None).
+    """
+    A = layer.linear(spike_value(t_in, layer.L, dtype))
+    bias = layer.bias_map(dtype)
+    if bias is not None:
+        A = A + bias
+    events = _events(layer, A, t_in, t_il, fanout)
+    if layer.is_output:
+        events.own_leaks = events.inhibit_steps * events.neurons
+        return A, events
+    t_out = spike_time(A, layer.L)
+    if limit is not None:
+        events.clipped = int((t_out > limit).sum())
+        t_out = torch.clamp(t_out, max=limit)
+    total_fire = int(t_out.sum())
+    events.tick_adds = total_fire
+    events.own_leaks = events.inhibit_steps * events.neurons + total_fire
+    return t_out, events
+
+
+def _events(
+    layer: SpikingSynapse, A: Tensor, t_in: Tensor, t_il: Tensor, fanout: Tensor
+) -> SNNLayerEvents:
+    batch = A.shape[0]
+    neurons = int(A[0].numel())
+    # Every input neuron fires exactly once (a zero fires at t=0), so the synaptic
+    # events are the connections of the layer; the bias neuron reaches all outputs.
+    synaptic = int(round(float(fanout.sum()))) * batch
+    if layer.has_bias:
+        synaptic += neurons * batch
+    return SNNLayerEvents(
+        name=layer.name,
+        kind=layer.kind,
+        neurons=neurons,
+        is_output=layer.is_output,
+        fan_in=layer.fan_in(),
+        synaptic_adds=synaptic,
+        inhibit_steps=int(t_il.sum()),
+    )
+
+
+def run_maxpool(
+    layer: SpikingMaxPool, t_in: Tensor, fanout: Tensor
+) -> tuple[Tensor, SNNLayerEvents]:
+    """Simplified max-pool neurons fire with the last spike of their window."""
+    t_out = layer.pool_times(t_in)
+    events = SNNLayerEvents(
+        name=layer.name,
+        kind="maxpool",
+        neurons=int(t_out[0].numel()),
+        fan_in=layer.kernel_area(),
+        synaptic_adds=int(round(float(fanout.sum()))) * t_in.shape[0],
+    )
+    return t_out, events
+
+
+def output_scale(t_il: Tensor, L: float, dtype: torch.dtype) -> Tensor:
+    """exp(-T_il/L): the factor between the output potential and the G-DNN's logits."""
+    return torch.exp(-t_il.to(dtype) / L) if isinstance(t_il, Tensor) else math.exp(-t_il / L)

@@ -1,0 +1,182 @@
+"""The layers of a converted SNN: what each holds, not how it is simulated.
+
+* :class:`SpikingSynapse` -- a Conv2d, Linear or AvgPool2d mapped to LIF neurons with
+  negated weights, a bias neuron firing at ``T(1)`` and a ticking neuron (eq. 9).
+  The output layer keeps its weights' sign and never fires.
+* :class:`SpikingMaxPool` -- the paper's simplified max-pool neuron (threshold = the
+  number of inputs in the window, unit weights, no leak): it fires with the last
+  spike of its window.
+* :class:`SpikeFlatten` -- a reshape of spike times; not a neuron layer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..coding import spike_value
+
+
+class SpikingSynapse(nn.Module):
+    """A synapse layer of the SNN (Conv2d, Linear or AvgPool2d) and its LIF neurons."""
+
+    def __init__(self, source: nn.Module, L: float, is_output: bool, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.L = L
+        self.is_output = is_output
+        self.kind = {nn.Conv2d: "conv", nn.Linear: "linear", nn.AvgPool2d: "avgpool"}[type(source)]
+        self.conv_args: dict = {}
+        self.pool_args: dict = {}
+        weight = bias = None
+        if isinstance(source, nn.Conv2d):
+            weight, bias = source.weight, source.bias
+            self.conv_args = dict(
+                stride=source.stride,
+                padding=source.padding,
+                dilation=source.dilation,
+                groups=source.groups,
+            )
+        elif isinstance(source, nn.Linear):
+            weight, bias = source.weight, source.bias
+        else:
+            self.pool_args = dict(
+                kernel_size=source.kernel_size,
+                stride=source.stride,
+                padding=source.padding,
+                ceil_mode=source.ceil_mode,
+                count_include_pad=source.count_include_pad,
+            )
+        # The DNN's weights W and bias b; the SNN's synapses carry -W (hidden layers).
+        self.register_buffer("dnn_weight", None if weight is None else weight.detach().clone())
+        self.register_buffer("dnn_bias", None if bias is None else bias.detach().clone())
+
+    @property
+    def has_bias(self) -> bool:
+        return self.dnn_bias is not None
+
+    @property
+    def synaptic_weight(self) -> Tensor | None:
+        """Weights of the SNN synapses: negated, except for the output layer."""
+        if self.dnn_weight is None:
+            return None
+        return self.dnn_weight if self.is_output else -self.dnn_weight
+
+    @property
+    def bias_neuron_weight(self) -> Tensor | None:
+        """Weight of the bias neuron (fires at T(1), encodes 1): ``-b / G(1)``."""
+        if self.dnn_bias is None:
+            return None
+        from ..coding import bias_spike_time
+
+        g1 = float(spike_value(torch.tensor(bias_spike_time(self.L)), self.L))
+        sign = 1.0 if self.is_output else -1.0
+        return sign * self.dnn_bias / g1
+
+    def linear(self, x: Tensor) -> Tensor:
+        """Apply the DNN's linear map ``W x`` (no bias) in the dtype of ``x``."""
+        if self.kind == "avgpool":
+            return F.avg_pool2d(x, **self.pool_args)
+        w = self.dnn_weight.to(x.dtype)
+        if self.kind == "conv":
+            return F.conv2d(x, w, None, **self.conv_args)
+        return F.linear(x, w)
+
+    def synaptic_input(self, spikes: Tensor) -> Tensor:
+        """Potential change caused by the spikes of one time step through the SNN synapses.
+
+        Uses the negated weights of hidden layers (``-W x`` equals ``(-W) x`` exactly).
+        """
+        out = self.linear(spikes)
+        return out if self.is_output else -out
+
+    def bias_map(self, dtype: torch.dtype) -> Tensor | None:
+        """The DNN bias, broadcastable against the layer's output."""
+        if self.dnn_bias is None:
+            return None
+        b = self.dnn_bias.to(dtype)
+        return b.reshape(1, -1, 1, 1) if self.kind == "conv" else b
+
+    def fan_in(self) -> int:
+        """M, the fan-in of one output neuron (padding included), for the DNN count."""
+        if self.kind == "linear":
+            return int(self.dnn_weight.shape[1])
+        if self.kind == "conv":
+            return int(self.dnn_weight[0].numel())
+        k = _pair(self.pool_args["kernel_size"])
+        return k[0] * k[1]
+
+    def connection_map(self, in_shape: tuple[int, ...]) -> Tensor:
+        """Per input neuron, how many output neurons it reaches (its fan-out).
+
+        Zero padding has no neuron, so border inputs reach fewer outputs; the sum
+        of this map is the number of synaptic events of one presentation.
+        """
+        if self.kind == "linear":
+            return torch.full(in_shape, float(self.dnn_weight.shape[0]), dtype=torch.float64)
+        with torch.enable_grad():
+            ones = torch.ones((1, *in_shape), dtype=torch.float64, requires_grad=True)
+            if self.kind == "conv":
+                w = torch.ones_like(self.dnn_weight, dtype=torch.float64)
+                out = F.conv2d(ones, w, None, **self.conv_args)
+            else:
+                args = dict(self.pool_args, divisor_override=1, count_include_pad=True)
+                out = F.avg_pool2d(ones, **args)
+            (grad,) = torch.autograd.grad(out.sum(), ones)
+        return grad.detach()[0]
+
+    def extra_repr(self) -> str:
+        role = "output" if self.is_output else "hidden"
+        return f"name={self.name!r}, kind={self.kind}, {role}, L={self.L:g}"
+
+
+class SpikingMaxPool(nn.Module):
+    """Simplified spiking max-pool: fires when the last input of its window fires."""
+
+    def __init__(self, source: nn.MaxPool2d, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.pool_args = dict(
+            kernel_size=source.kernel_size,
+            stride=source.stride if source.stride is not None else source.kernel_size,
+            padding=source.padding,
+            ceil_mode=source.ceil_mode,
+        )
+
+    def pool_times(self, times: Tensor) -> Tensor:
+        """Output spike times: the latest input time in each window (padding ignored)."""
+        return F.max_pool2d(times.to(torch.float32), **self.pool_args).to(times.dtype)
+
+    def window_count(self, x: Tensor) -> Tensor:
+        """Sum of ``x`` over each window (padding is absent): used by the clocked neurons."""
+        return F.avg_pool2d(x, **self.pool_args, count_include_pad=True, divisor_override=1)
+
+    def connection_map(self, in_shape: tuple[int, ...]) -> Tensor:
+        """Per input neuron, how many max-pool neurons it reaches."""
+        with torch.enable_grad():
+            ones = torch.ones((1, *in_shape), dtype=torch.float64, requires_grad=True)
+            (grad,) = torch.autograd.grad(self.window_count(ones).sum(), ones)
+        return grad.detach()[0]
+
+    def kernel_area(self) -> int:
+        k = _pair(self.pool_args["kernel_size"])
+        return k[0] * k[1]
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, {self.pool_args}"
+
+
+class SpikeFlatten(nn.Module):
+    """Flatten spike times (batch dimension kept)."""
+
+    def __init__(self, name: str = "flatten") -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, times: Tensor) -> Tensor:
+        return times.flatten(1)
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))

@@ -1,0 +1,181 @@
+"""The converted spiking network and the driver shared by both simulators."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..coding import bias_spike_time, spike_time
+from ..errors import SpikeInputError
+from ..ops import SNNOps
+from . import clocked, closed_form
+from .layers import SpikeFlatten, SpikingMaxPool, SpikingSynapse
+from .result import SNNResult
+
+BACKENDS = {"closed_form": closed_form, "clocked": clocked}
+
+
+class SNN(nn.Module):
+    """A temporal-coding SNN converted from a G-DNN by :func:`tdsnn.convert`.
+
+    ``layers`` holds :class:`SpikingSynapse`, :class:`SpikingMaxPool` and
+    :class:`SpikeFlatten` modules in order; the last synapse layer is the output.
+    ``static_t_il`` (one value per synapse layer) fixes the inhibitory periods;
+    when it is None they follow the spikes of each sample (dynamic mode).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[nn.Module],
+        L: float,
+        static_t_il: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.L = float(L)
+        self.static_t_il = None if static_t_il is None else [int(t) for t in static_t_il]
+        self._fanout_cache: dict[tuple[int, tuple[int, ...]], Tensor] = {}
+
+    @property
+    def synapse_layers(self) -> list[SpikingSynapse]:
+        return [m for m in self.layers if isinstance(m, SpikingSynapse)]
+
+    @property
+    def t_il_mode(self) -> str:
+        return "dynamic" if self.static_t_il is None else "static"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The logits of the closed-form simulation (so an SNN drops in for a model)."""
+        return self.run(x).logits
+
+    def run(
+        self,
+        x: Tensor,
+        backend: str = "closed_form",
+        dtype: torch.dtype = torch.float64,
+    ) -> SNNResult:
+        """Simulate the SNN on a batch of non-negative inputs.
+
+        Args:
+            x: batch of inputs (the same tensor the G-DNN takes), all ``>= 0``.
+            backend: ``"closed_form"`` (fast, one DNN-like pass) or ``"clocked"``
+                (faithful time-stepped Algorithm 1).  Both give the same result.
+            dtype: floating type of the potentials; float64 keeps spike times exact
+                at level boundaries, float32 is faster.
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self._check_input(x)
+        with torch.no_grad():
+            return self._simulate(x, BACKENDS[backend], backend, dtype)
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise SpikeInputError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if not torch.is_floating_point(x):
+            raise SpikeInputError(f"input must be a floating tensor, got {x.dtype}")
+        if x.dim() < 2 or x.shape[0] == 0:
+            raise SpikeInputError(f"input must be a non-empty batch, got shape {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise SpikeInputError("input contains NaN or infinite values")
+        if bool((x < 0).any()):
+            raise SpikeInputError(
+                f"input has negative values (min {float(x.min()):g}); spike times encode only "
+                "values >= 0: fold the normalisation into the model with prepare(input_mean=, "
+                "input_std=) and feed raw, non-negative data"
+            )
+        first = self.layers[0]
+        for layer in self.layers:
+            if isinstance(layer, SpikingSynapse):
+                first = layer
+                break
+        if isinstance(first, SpikingSynapse) and first.kind == "conv":
+            expected = first.dnn_weight.shape[1] * first.conv_args["groups"]
+            if x.dim() != 4 or x.shape[1] != expected:
+                raise SpikeInputError(
+                    f"input shape {tuple(x.shape)} does not fit the first layer '{first.name}' "
+                    f"(expects batch x {expected} x H x W)"
+                )
+
+    def _fanout(self, index: int, layer: nn.Module, in_shape: tuple[int, ...]) -> Tensor:
+        key = (index, in_shape)
+        if key not in self._fanout_cache:
+            self._fanout_cache[key] = layer.connection_map(in_shape)
+        return self._fanout_cache[key]
+
+    def _simulate(self, x: Tensor, backend, backend_name: str, dtype: torch.dtype) -> SNNResult:
+        L = self.L
+        batch = x.shape[0]
+        t_bias = bias_spike_time(L)
+        synapses = self.synapse_layers
+        static = self.static_t_il
+        times = spike_time(x.to(dtype), L)
+        clipped: list[int] = []
+        if static is not None:
+            clipped.append(int((times > static[0]).sum()))
+            times = torch.clamp(times, max=static[0])
+        spike_times = [times]
+        names = ["input"]
+        last_spike = times.flatten(1).amax(dim=1)  # last spike of the current producer
+        t_il_rows: list[Tensor] = []
+        events = []
+        logits: Tensor | None = None
+        synapse_index = 0
+        try:
+            for index, layer in enumerate(self.layers):
+                if isinstance(layer, SpikeFlatten):
+                    times = layer(times)
+                    continue
+                fanout = self._fanout(index, layer, tuple(times.shape[1:]))
+                if isinstance(layer, SpikingMaxPool):
+                    times, ev = backend.run_maxpool(layer, times, fanout)
+                    spike_times.append(times)
+                    names.append(layer.name)
+                    events.append(ev)
+                    continue
+                if static is None:
+                    t_il = torch.clamp(last_spike, min=t_bias)
+                else:
+                    t_il = torch.full((batch,), static[synapse_index], dtype=torch.int64)
+                t_il_rows.append(t_il)
+                limit = None
+                if static is not None and not layer.is_output:
+                    limit = static[synapse_index + 1]
+                out, ev = backend.run_synapse(layer, times, t_il, limit, fanout, dtype)
+                events.append(ev)
+                synapse_index += 1
+                if layer.is_output:
+                    logits = out
+                    break
+                if static is not None:
+                    clipped.append(ev.clipped)
+                times = out
+                last_spike = times.flatten(1).amax(dim=1)
+                spike_times.append(times)
+                names.append(layer.name)
+        except RuntimeError as exc:
+            raise SpikeInputError(f"input shape {tuple(x.shape)} does not fit the SNN: {exc}") from exc
+        assert logits is not None, "an SNN always ends with its output layer"
+        if static is None:
+            clipped = [0] * len(synapses)
+        t_il_all = torch.stack(t_il_rows, dim=1)
+        latency = t_il_all.sum(dim=1)
+        ops = SNNOps(samples=batch, latency_steps=int(latency.sum()), layers=events)
+        spike_dtype = torch.int16 if int(latency.max()) < 2**15 else torch.int32
+        spike_times = [t.to(spike_dtype) for t in spike_times]
+        counts = [int(t.numel()) for t in spike_times]
+        return SNNResult(
+            logits=logits,
+            spike_times=spike_times,
+            layer_names=names,
+            t_il=t_il_all,
+            latency=latency,
+            spike_counts=counts,
+            clipped=clipped,
+            ops=ops,
+            backend=backend_name,
+        )
