@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tdsnn import ConversionError, GCoding, bias_spike_time, g_activation, spike_time, tick_weight
-from tdsnn.coding import g_straight_through
+from tdsnn.coding import g_straight_through, spike_value
 
 
 @pytest.mark.parametrize("L", [1.0, 2.5, 5.0, 8.0])
@@ -18,7 +18,8 @@ def test_spike_time_matches_eq10(L):
 def test_g_is_exp_of_t_over_l_and_at_least_one_plus_x(L):
     x = torch.rand(1000, dtype=torch.float64) * 20
     g = g_activation(x, L)
-    assert torch.equal(g, torch.exp(spike_time(x, L).double() / L))
+    torch.testing.assert_close(g, torch.exp(spike_time(x, L).double() / L), rtol=1e-15, atol=0)
+    assert torch.equal(g, spike_value(spike_time(x, L), L))  # the SNN's decoding, bit for bit
     assert torch.all(g >= 1 + x - 1e-12)
     assert torch.all(g < (1 + x) * math.exp(1 / L) + 1e-12)  # within one level
     assert torch.all(g_activation(-x, L) == 1.0)

@@ -38,15 +38,28 @@ def spike_time(x: Tensor, L: float) -> Tensor:
     return torch.ceil(L * torch.log1p(torch.clamp(x, min=0))).to(torch.int64)
 
 
+def spike_time_float(x: Tensor, L: float) -> Tensor:
+    """T(x) of eq. (10) as integer values in the floating dtype of ``x`` (no int cast).
+
+    The simulators keep spike times in floating tensors (exact up to 2**24 in float32)
+    to avoid conversions on the hot path; results are cast to integers once at the end.
+    """
+    return torch.ceil(check_leak(L) * torch.log1p(torch.clamp(x, min=0)))
+
+
 def spike_value(t: Tensor, L: float, dtype: torch.dtype = torch.float64) -> Tensor:
-    """The value exp(t / L) that a spike at integer time ``t`` encodes (eq. 11)."""
-    return torch.exp(t.to(dtype) / check_leak(L))
+    """The value exp(t / L) that a spike at integer time ``t`` encodes (eq. 11).
+
+    Computed as ``exp(t * (1/L))``, exactly as :func:`g_activation` does, so that the
+    closed-form simulator reproduces the G-DNN bit for bit in either precision.
+    """
+    return torch.mul(t.to(dtype), 1.0 / check_leak(L)).exp_()
 
 
 def g_activation(x: Tensor, L: float) -> Tensor:
     """G(x) = exp(T(x)/L) (eq. 11), in the dtype of ``x``, without a gradient."""
     L = check_leak(L)
-    return torch.exp(torch.ceil(L * torch.log1p(torch.clamp(x, min=0))) / L)
+    return torch.ceil(L * torch.log1p(torch.clamp(x, min=0))).mul_(1.0 / L).exp_()
 
 
 def bias_spike_time(L: float) -> int:

@@ -49,7 +49,7 @@ def run_synapse(
     for t in range(int(t_il.max()) + 1):
         in_period = t <= t_il
         spikes = (t_in == t).to(dtype)
-        synaptic += int(round(float((spikes * fanout).sum())))
+        synaptic += int(round(float((spikes * fanout).sum(dtype=torch.float64))))
         drive = layer.synaptic_input(spikes)
         if V is None:
             V = torch.zeros_like(drive)
@@ -80,7 +80,7 @@ def run_synapse(
     # Active period: tau = 0 releases the inhibition; ticks from tau = 1 on.
     w_tick = _per_sample(tick_weight(t_il.to(dtype), L), V)
     fired = V >= 0
-    t_out = torch.zeros(V.shape, dtype=torch.int64)
+    t_out = torch.zeros(V.shape, dtype=dtype)
     ticks = 0
     tau = 0
     while not bool(fired.all()):
@@ -107,13 +107,14 @@ def run_maxpool(
     layer: SpikingMaxPool, t_in: Tensor, fanout: Tensor
 ) -> tuple[Tensor, SNNLayerEvents]:
     """Integrate-and-fire max-pool neurons: threshold = number of inputs in the window."""
-    threshold = layer.window_count(torch.ones_like(t_in[:1], dtype=torch.float32))
-    V = torch.zeros_like(layer.window_count(torch.zeros_like(t_in, dtype=torch.float32)))
-    t_out = torch.full(V.shape, -1, dtype=torch.int64)
+    threshold = layer.window_count(torch.ones_like(t_in[:1]))
+    V = torch.zeros_like(layer.window_count(torch.zeros_like(t_in)))
+    t_out = torch.full(V.shape, -1.0, dtype=t_in.dtype)
     synaptic = 0
+    fanout = fanout.to(t_in.dtype)
     for t in range(int(t_in.max()) + 1):
-        spikes = (t_in == t).to(torch.float32)
-        synaptic += int(round(float((spikes * fanout.to(torch.float32)).sum())))
+        spikes = (t_in == t).to(t_in.dtype)
+        synaptic += int(round(float((spikes * fanout).sum(dtype=torch.float64))))
         V = V + layer.window_count(spikes)
         now = (V >= threshold) & (t_out < 0)
         t_out[now] = t

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..coding import spike_time, spike_value
+from ..coding import spike_value
 from ..ops import SNNLayerEvents
 from .layers import SpikingMaxPool, SpikingSynapse
 
@@ -31,27 +31,32 @@ def run_synapse(
     ``t_in`` are the input spike times (all ``<= t_il``), ``t_il`` the per-sample
     inhibitory period, ``limit`` a static end of the active period (or None).
     """
-    A = layer.linear(spike_value(t_in, layer.L, dtype))
-    bias = layer.bias_map(dtype)
-    if bias is not None:
-        A = A + bias
-    events = _events(layer, A, t_in, t_il, fanout)
+    A = layer.affine(spike_value(t_in, layer.L, dtype))
+    events = _events(layer, A, t_il, fanout)
     if layer.is_output:
         events.own_leaks = events.inhibit_steps * events.neurons
         return A, events
-    t_out = spike_time(A, layer.L)
+    # T(ReLU(A)) in place: A is not needed any more.
+    t_out = A.clamp_(min=0).log1p_().mul_(layer.L).ceil_()
     if limit is not None:
         events.clipped = int((t_out > limit).sum())
-        t_out = torch.clamp(t_out, max=limit)
-    total_fire = int(t_out.sum())
+        t_out.clamp_(max=limit)
+    total_fire = exact_sum(t_out)
     events.tick_adds = total_fire
     events.own_leaks = events.inhibit_steps * events.neurons + total_fire
     return t_out, events
 
 
-def _events(
-    layer: SpikingSynapse, A: Tensor, t_in: Tensor, t_il: Tensor, fanout: Tensor
-) -> SNNLayerEvents:
+def exact_sum(times: Tensor) -> int:
+    """Sum of integer-valued spike times, exact: per-sample partial sums stay below 2**24
+    in float32 (checked), else the sum runs in float64."""
+    per_sample = times.flatten(1)
+    if times.dtype == torch.float32 and per_sample.shape[1] * float(times.max()) >= 2**24:
+        return int(per_sample.sum(dtype=torch.float64))
+    return int(per_sample.sum(dim=1).double().sum())
+
+
+def _events(layer: SpikingSynapse, A: Tensor, t_il: Tensor, fanout: Tensor) -> SNNLayerEvents:
     batch = A.shape[0]
     neurons = int(A[0].numel())
     # Every input neuron fires exactly once (a zero fires at t=0), so the synaptic

@@ -83,6 +83,16 @@ class SpikingSynapse(nn.Module):
             return F.conv2d(x, w, None, **self.conv_args)
         return F.linear(x, w)
 
+    def affine(self, x: Tensor) -> Tensor:
+        """``W x + b``, the G-DNN's pre-activation (bias fused as in the G-DNN's own layer)."""
+        if self.kind == "avgpool":
+            return F.avg_pool2d(x, **self.pool_args)
+        w = self.dnn_weight.to(x.dtype)
+        b = None if self.dnn_bias is None else self.dnn_bias.to(x.dtype)
+        if self.kind == "conv":
+            return F.conv2d(x, w, b, **self.conv_args)
+        return F.linear(x, w, b)
+
     def synaptic_input(self, spikes: Tensor) -> Tensor:
         """Potential change caused by the spikes of one time step through the SNN synapses.
 
@@ -146,7 +156,7 @@ class SpikingMaxPool(nn.Module):
 
     def pool_times(self, times: Tensor) -> Tensor:
         """Output spike times: the latest input time in each window (padding ignored)."""
-        return F.max_pool2d(times.to(torch.float32), **self.pool_args).to(times.dtype)
+        return F.max_pool2d(times, **self.pool_args)
 
     def window_count(self, x: Tensor) -> Tensor:
         """Sum of ``x`` over each window (padding is absent): used by the clocked neurons."""

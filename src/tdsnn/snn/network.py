@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..coding import bias_spike_time, spike_time
+from ..coding import bias_spike_time, spike_time_float
 from ..errors import SpikeInputError
 from ..ops import SNNOps
 from . import clocked, closed_form
@@ -113,7 +113,7 @@ class SNN(nn.Module):
         t_bias = bias_spike_time(L)
         synapses = self.synapse_layers
         static = self.static_t_il
-        times = spike_time(x.to(dtype), L)
+        times = spike_time_float(x.to(dtype), L)
         clipped: list[int] = []
         if static is not None:
             clipped.append(int((times > static[0]).sum()))
@@ -140,7 +140,7 @@ class SNN(nn.Module):
                 if static is None:
                     t_il = torch.clamp(last_spike, min=t_bias)
                 else:
-                    t_il = torch.full((batch,), static[synapse_index], dtype=torch.int64)
+                    t_il = torch.full((batch,), float(static[synapse_index]), dtype=dtype)
                 t_il_rows.append(t_il)
                 limit = None
                 if static is not None and not layer.is_output:
@@ -162,7 +162,7 @@ class SNN(nn.Module):
         assert logits is not None, "an SNN always ends with its output layer"
         if static is None:
             clipped = [0] * len(synapses)
-        t_il_all = torch.stack(t_il_rows, dim=1)
+        t_il_all = torch.stack(t_il_rows, dim=1).to(torch.int64)
         latency = t_il_all.sum(dim=1)
         ops = SNNOps(samples=batch, latency_steps=int(latency.sum()), layers=events)
         spike_dtype = torch.int16 if int(latency.max()) < 2**15 else torch.int32
