@@ -17,12 +17,14 @@ from torch import Tensor, nn
 from .coding import GCoding, bias_spike_time
 from .errors import ConversionError, UnsupportedModelError
 from .prepare import GDNN
-from .snn.layers import SpikeFlatten, SpikingMaxPool, SpikingSynapse
+from .snn.layers import SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 from .snn.network import SNN
 from .tracing import SYNAPSE_LAYERS
 
+MAXPOOL_MAPPINGS = ("simplified", "leaky")
 
-def _snn_layers(prepared: GDNN) -> list[nn.Module]:
+
+def _snn_layers(prepared: GDNN, maxpool: str = "simplified") -> list[nn.Module]:
     modules = list(prepared)
     synapse_count = sum(isinstance(m, SYNAPSE_LAYERS) for m in modules)
     layers: list[nn.Module] = []
@@ -39,6 +41,8 @@ def _snn_layers(prepared: GDNN) -> list[nn.Module]:
                 raise UnsupportedModelError(f"G before '{name}' has L={previous.L}, not {prepared.L}")
             seen += 1
             layers.append(SpikingSynapse(module, prepared.L, seen == synapse_count, name))
+        elif isinstance(module, nn.MaxPool2d) and maxpool == "leaky":
+            layers.append(SpikingLeakyMaxPool(module, name, prepared.L))
         elif isinstance(module, nn.MaxPool2d):
             layers.append(SpikingMaxPool(module, name))
         elif isinstance(module, nn.Flatten):
@@ -67,6 +71,7 @@ def convert(
     calibration: Tensor | Iterable | None = None,
     *,
     t_il: Sequence[int] | None = None,
+    maxpool: str = "simplified",
 ) -> SNN:
     """Convert a G-DNN made by :func:`tdsnn.prepare` into an :class:`SNN`.
 
@@ -78,12 +83,18 @@ def convert(
             longer are clipped at run time and counted in ``SNNResult.clipped``.
         t_il: explicit static inhibitory periods, one per synapse layer (overrides
             calibration).  Each must be at least ``T(1)``, when the bias neuron fires.
+        maxpool: ``"simplified"`` (default; the paper's threshold-N neurons, exact, no
+            extra latency) or ``"leaky"`` (LIF neurons with ticking, eqs. 12-14; exact
+            only for windows whose last spike ends the period, and only where eq. (14)
+            admits a tick ratio; dynamic T_il only).
     """
+    if maxpool not in MAXPOOL_MAPPINGS:
+        raise ConversionError(f"maxpool must be one of {MAXPOOL_MAPPINGS}, got {maxpool!r}")
     if not isinstance(prepared, GDNN):
         raise UnsupportedModelError(
             f"convert expects the G-DNN returned by tdsnn.prepare, got {type(prepared).__name__}"
         )
-    layers = _snn_layers(prepared)
+    layers = _snn_layers(prepared, maxpool)
     snn = SNN(layers, prepared.L)
     snn.eval()
     n_synapse = len(snn.synapse_layers)
@@ -97,6 +108,8 @@ def convert(
         if not seen:
             raise ConversionError("calibration data is empty")
         t_il = observed.tolist()
+    if maxpool == "leaky" and (t_il is not None or calibration is not None):
+        raise ConversionError("the leaky max-pool mapping runs with dynamic T_il only")
     if t_il is not None:
         values = [int(v) for v in t_il]
         if len(values) != n_synapse:

@@ -163,7 +163,7 @@ class SNNLayerEvents:
     """
 
     name: str
-    kind: str  # "conv", "linear", "avgpool" or "maxpool"
+    kind: str  # "conv", "linear", "avgpool", "maxpool" or "maxpool_leaky"
     neurons: int
     is_output: bool = False
     fan_in: int = 0  # M (synapse layers) or k*k (max-pool)
@@ -202,7 +202,9 @@ class SNNOps:
                     add = ev.synaptic_adds
                 out.layers.append(LayerOps(ev.name, ev.kind, 0, add))
                 continue
-            if convention == "hardware":
+            if convention == "hardware" and ev.kind == "maxpool_leaky":
+                add, mul = (ev.fan_in - 1) * ev.neurons * self.samples, 0  # compared off-SNN
+            elif convention == "hardware":
                 add = (ev.fan_in - 1) * ev.neurons * self.samples
                 mul = ev.neurons * ev.inhibit_steps
             else:

@@ -31,7 +31,7 @@ def test_random_networks_reproduce_the_gdnn_exactly():
         snn = tdsnn.convert(gdnn)
         ref_times, ref_logits = reference_spike_times(gdnn, case.inputs)
         results = {b: snn.run(case.inputs, backend=b) for b in ("closed_form", "clocked")}
-        for backend, result in results.items():
+        for result in results.values():
             assert len(result.spike_times) == len(ref_times), case.description
             for got, want in zip(result.spike_times, ref_times):
                 assert got.shape == want.shape, case.description

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..coding import bias_spike_time, tick_weight
 from ..ops import SNNLayerEvents
-from .layers import SpikingMaxPool, SpikingSynapse
+from .layers import SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 
 MAX_ACTIVE_STEPS = 1_000_000
 
@@ -124,5 +124,56 @@ def run_maxpool(
         neurons=int(V[0].numel()),
         fan_in=layer.kernel_area(),
         synaptic_adds=synaptic,
+    )
+    return t_out, events
+
+
+def run_leaky_maxpool(
+    layer: SpikingLeakyMaxPool, t_in: Tensor, t_il: Tensor, fanout: Tensor
+) -> tuple[Tensor, SNNLayerEvents]:
+    """Leaky max-pool neurons, stepped: inputs weigh ``-1``, ticks ``r`` (eqs. 12-13)."""
+    decay = math.exp(-1.0 / layer.L)
+    dtype = t_in.dtype
+    ratio = torch.tensor([layer.tick_ratio(int(t)) for t in t_il], dtype=dtype)
+    fanout = fanout.to(dtype)
+    V: Tensor | None = None
+    synaptic = leaks = 0
+    for t in range(int(t_il.max()) + 1):
+        spikes = (t_in == t).to(dtype)
+        synaptic += int(round(float((spikes * fanout).sum(dtype=torch.float64))))
+        drive = -layer.window_count(spikes)
+        if V is None:
+            V = torch.zeros_like(drive)
+        if t > 0:
+            in_period = t <= t_il
+            V = torch.where(_per_sample(in_period, V), V * decay, V)
+            leaks += int(in_period.sum()) * int(V[0].numel())
+        V = V + drive
+    assert V is not None
+    w_tick = _per_sample(ratio, V)
+    fired = V >= 0
+    t_out = torch.zeros_like(V)
+    ticks = tau = 0
+    while not bool(fired.all()):
+        tau += 1
+        if tau > MAX_ACTIVE_STEPS:
+            raise RuntimeError(f"max-pool '{layer.name}': neurons did not fire within {tau} steps")
+        waiting = ~fired
+        count = int(waiting.sum())
+        ticks += count
+        leaks += count
+        V = torch.where(waiting, V * decay + w_tick, V)
+        now = waiting & (V >= 0)
+        t_out[now] = tau
+        fired |= now
+    events = SNNLayerEvents(
+        name=layer.name,
+        kind="maxpool_leaky",
+        neurons=int(V[0].numel()),
+        fan_in=layer.kernel_area(),
+        synaptic_adds=synaptic,
+        tick_adds=ticks,
+        own_leaks=leaks,
+        inhibit_steps=int(t_il.sum()),
     )
     return t_out, events

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..coding import spike_value
 from ..ops import SNNLayerEvents
-from .layers import SpikingMaxPool, SpikingSynapse
+from .layers import SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 
 
 def run_synapse(
@@ -93,3 +93,29 @@ def run_maxpool(
 def output_scale(t_il: Tensor, L: float, dtype: torch.dtype) -> Tensor:
     """exp(-T_il/L): the factor between the output potential and the G-DNN's logits."""
     return torch.exp(-t_il.to(dtype) / L) if isinstance(t_il, Tensor) else math.exp(-t_il / L)
+
+
+def run_leaky_maxpool(
+    layer: SpikingLeakyMaxPool, t_in: Tensor, t_il: Tensor, fanout: Tensor
+) -> tuple[Tensor, SNNLayerEvents]:
+    """Leaky max-pool neurons: fire at ``ceil(L ln(1 + S C_L / r))`` after the release,
+    with ``S = sum_i exp(-(T_il - t_i)/L)`` over the window (eq. 7 with ``-P = w_k S``)."""
+    L = layer.L
+    shape = (-1,) + (1,) * (t_in.dim() - 1)
+    ratio = torch.tensor([layer.tick_ratio(int(t)) for t in t_il], dtype=t_in.dtype).reshape(shape)
+    S = layer.window_count(torch.exp((t_in - t_il.reshape(shape)) / L))
+    c_l = -math.expm1(-1.0 / L)
+    t_out = torch.ceil(L * torch.log1p(S * c_l / ratio))
+    neurons = int(t_out[0].numel())
+    fired = exact_sum(t_out)
+    events = SNNLayerEvents(
+        name=layer.name,
+        kind="maxpool_leaky",
+        neurons=neurons,
+        fan_in=layer.kernel_area(),
+        synaptic_adds=int(round(float(fanout.sum()))) * t_in.shape[0],
+        tick_adds=fired,
+        own_leaks=int(t_il.sum()) * neurons + fired,
+        inhibit_steps=int(t_il.sum()),
+    )
+    return t_out, events

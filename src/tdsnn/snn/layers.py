@@ -190,3 +190,33 @@ class SpikeFlatten(nn.Module):
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+class SpikingLeakyMaxPool(SpikingMaxPool):
+    """The paper's leaky max-pool mapping (eqs. 12-14): LIF neurons with ticking.
+
+    Inputs have weight ``-w_k`` (``w_k = 1``), the ticking neuron ``w_tick = r``, with
+    ``r`` inside the interval of eq. (13) for the window size ``N``, ``L`` and
+    ``T_m = T_il`` (the pool's inhibitory period).  Exact for windows whose last
+    spike comes at ``T_il``; other windows fire at a time that only grows with their
+    inputs.  It adds one period to the latency, and ``r`` exists only where eq. (14)
+    holds (small ``T_il``): the simplified mapping is the default for that reason.
+    """
+
+    def __init__(self, source: nn.MaxPool2d, name: str, L: float) -> None:
+        super().__init__(source, name)
+        self.L = L
+
+    def tick_ratio(self, t_il: int) -> float:
+        """A ratio ``w_tick / w_k`` inside eq. (13)'s interval for ``T_m = t_il``."""
+        from ..errors import ConversionError
+        from ..maxpool_solver import tick_ratio_interval
+
+        interval = tick_ratio_interval(self.kernel_area(), self.L, int(t_il))
+        if interval is None:
+            raise ConversionError(
+                f"leaky max-pool '{self.name}': no w_tick/w_k satisfies eq. (13) for "
+                f"N={self.kernel_area()}, L={self.L:g}, T_m={int(t_il)} (eq. 14 fails); use "
+                "convert(..., maxpool='simplified')"
+            )
+        return interval.midpoint()

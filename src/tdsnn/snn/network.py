@@ -11,7 +11,7 @@ from ..coding import bias_spike_time, spike_time_float
 from ..errors import SpikeInputError
 from ..ops import SNNOps
 from . import clocked, closed_form
-from .layers import SpikeFlatten, SpikingMaxPool, SpikingSynapse
+from .layers import SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 from .result import SNNResult
 
 BACKENDS = {"closed_form": closed_form, "clocked": clocked}
@@ -122,6 +122,7 @@ class SNN(nn.Module):
         names = ["input"]
         last_spike = times.flatten(1).amax(dim=1)  # last spike of the current producer
         t_il_rows: list[Tensor] = []
+        pool_periods: list[Tensor] = []
         events = []
         logits: Tensor | None = None
         synapse_index = 0
@@ -131,6 +132,16 @@ class SNN(nn.Module):
                     times = layer(times)
                     continue
                 fanout = self._fanout(index, layer, tuple(times.shape[1:]))
+                if isinstance(layer, SpikingLeakyMaxPool):
+                    # Its own period: inhibited until the producer's last spike (>= 1).
+                    pool_t_il = torch.clamp(last_spike, min=1)
+                    times, ev = backend.run_leaky_maxpool(layer, times, pool_t_il, fanout)
+                    pool_periods.append(pool_t_il)
+                    last_spike = times.flatten(1).amax(dim=1)
+                    spike_times.append(times)
+                    names.append(layer.name)
+                    events.append(ev)
+                    continue
                 if isinstance(layer, SpikingMaxPool):
                     times, ev = backend.run_maxpool(layer, times, fanout)
                     spike_times.append(times)
@@ -164,6 +175,11 @@ class SNN(nn.Module):
             clipped = [0] * len(synapses)
         t_il_all = torch.stack(t_il_rows, dim=1).to(torch.int64)
         latency = t_il_all.sum(dim=1)
+        extras = {}
+        if pool_periods:
+            pool_t_il = torch.stack(pool_periods, dim=1).to(torch.int64)
+            latency = latency + pool_t_il.sum(dim=1)
+            extras["maxpool_t_il"] = pool_t_il
         ops = SNNOps(samples=batch, latency_steps=int(latency.sum()), layers=events)
         spike_dtype = torch.int16 if int(latency.max()) < 2**15 else torch.int32
         spike_times = [t.to(spike_dtype) for t in spike_times]
@@ -178,4 +194,5 @@ class SNN(nn.Module):
             clipped=clipped,
             ops=ops,
             backend=backend_name,
+            extras=extras,
         )
