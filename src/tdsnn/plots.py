@@ -150,7 +150,7 @@ def plot_sweep_accuracy(sweep: Sequence[dict], path: str | os.PathLike) -> Path:
         dnn_paper = ref.table1.dnn_error
         for top, err in zip(("top1", "top5"), dnn_paper, strict=True):
             if err is not None and top in tops:
-                ax.axhline(100 - err, color="tab:red", lw=0.9, ls=":", alpha=0.8,
+                ax.axhline(100 - err, color="tab:red", lw=1.4, ls=":", alpha=0.9, zorder=3,
                            label=f"paper DNN {top.replace('top', 'top-')} (Table 1)")
     ax.set_xlabel("leak constant L")
     ax.set_ylabel("accuracy (%)")
@@ -311,7 +311,7 @@ def plot_spike_raster(result: SNNResult, index: int, path: str | os.PathLike) ->
         flat = t.flatten().numpy()
         keep = _subsample(flat.size)
         if keep.size < flat.size:
-            sampled.append(f"{name} {keep.size:,} of {flat.size:,}")
+            sampled.append(f"{name} {keep.size:,}/{flat.size:,}")
         band = max(float(keep.size), min_band)
         y = base + (np.arange(keep.size) + 0.5) * band / keep.size
         x = flat[keep].astype(float)
@@ -350,8 +350,8 @@ def plot_spike_raster(result: SNNResult, index: int, path: str | os.PathLike) ->
     title = (f"Spikes of sample {index} in global time ({result.backend} backend): "
              f"latency {latency} steps, read-out at t = {latency}")
     if sampled:
-        note = f"layers over {MAX_RASTER_NEURONS:,} neurons subsampled evenly: " + ", ".join(sampled) + " shown"
-        title += "\n" + "\n".join(textwrap.wrap(note, 110))
+        note = "evenly subsampled (neurons shown/total): " + ", ".join(sampled)
+        title += "\n" + "\n".join(textwrap.wrap(note, 120))
     ax.set_title(title, fontsize=10, pad=16)
     return _save(fig, path)
 
@@ -388,10 +388,10 @@ def plot_spike_histograms(result: SNNResult, index: int, path: str | os.PathLike
         ax.set_xlim(-0.7, top + 0.7)
         if top <= 20:
             ax.set_xticks(steps)
-        ax.set_title(f"{name}: {local.size:,} neurons (offset {offsets[k]})", fontsize=9)
+        ax.set_title(f"{name}: {local.size:,} neurons (global offset {offsets[k]})", fontsize=9)
         ax.set_xlabel("local spike time (step)")
         ax.set_ylabel("neurons")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
         ax.grid(axis="y", alpha=0.3)
     for k in range(n, nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)

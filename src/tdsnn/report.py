@@ -30,12 +30,19 @@ from .paper import PAPER, PaperReference, paper_reference
 __all__ = [
     "BACKEND_LABELS",
     "CONVENTION_LABELS",
+    "accuracies",
+    "agreements",
     "atomic_write",
+    "conventions",
+    "errors",
     "exact_count",
     "format_evaluation_table",
     "human_count",
     "human_energy",
+    "ops_summary",
     "render_markdown",
+    "snn_backends",
+    "synapse_layer_names",
     "write_report",
 ]
 

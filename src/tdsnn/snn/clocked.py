@@ -80,7 +80,7 @@ def run_synapse(
     # Active period: tau = 0 releases the inhibition; ticks from tau = 1 on.
     w_tick = _per_sample(tick_weight(t_il.to(dtype), L), V)
     fired = V >= 0
-    t_out = torch.zeros(V.shape, dtype=dtype)
+    t_out = torch.zeros_like(V)
     ticks = 0
     tau = 0
     while not bool(fired.all()):
@@ -109,7 +109,7 @@ def run_maxpool(
     """Integrate-and-fire max-pool neurons: threshold = number of inputs in the window."""
     threshold = layer.window_count(torch.ones_like(t_in[:1]))
     V = torch.zeros_like(layer.window_count(torch.zeros_like(t_in)))
-    t_out = torch.full(V.shape, -1.0, dtype=t_in.dtype)
+    t_out = torch.full_like(V, -1.0)
     synaptic = 0
     fanout = fanout.to(t_in.dtype)
     for t in range(int(t_in.max()) + 1):
@@ -134,7 +134,7 @@ def run_leaky_maxpool(
     """Leaky max-pool neurons, stepped: inputs weigh ``-1``, ticks ``r`` (eqs. 12-13)."""
     decay = math.exp(-1.0 / layer.L)
     dtype = t_in.dtype
-    ratio = torch.tensor([layer.tick_ratio(int(t)) for t in t_il], dtype=dtype)
+    ratio = torch.tensor([layer.tick_ratio(int(t)) for t in t_il], dtype=dtype, device=t_in.device)
     fanout = fanout.to(dtype)
     V: Tensor | None = None
     synaptic = leaks = 0

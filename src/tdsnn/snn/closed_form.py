@@ -102,7 +102,9 @@ def run_leaky_maxpool(
     with ``S = sum_i exp(-(T_il - t_i)/L)`` over the window (eq. 7 with ``-P = w_k S``)."""
     L = layer.L
     shape = (-1,) + (1,) * (t_in.dim() - 1)
-    ratio = torch.tensor([layer.tick_ratio(int(t)) for t in t_il], dtype=t_in.dtype).reshape(shape)
+    ratio = torch.tensor(
+        [layer.tick_ratio(int(t)) for t in t_il], dtype=t_in.dtype, device=t_in.device
+    ).reshape(shape)
     S = layer.window_count(torch.exp((t_in - t_il.reshape(shape)) / L))
     c_l = -math.expm1(-1.0 / L)
     t_out = torch.ceil(L * torch.log1p(S * c_l / ratio))

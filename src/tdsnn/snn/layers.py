@@ -128,7 +128,7 @@ class SpikingSynapse(nn.Module):
         with torch.enable_grad():
             ones = torch.ones((1, *in_shape), dtype=torch.float64, requires_grad=True)
             if self.kind == "conv":
-                w = torch.ones_like(self.dnn_weight, dtype=torch.float64)
+                w = torch.ones(self.dnn_weight.shape, dtype=torch.float64)
                 out = F.conv2d(ones, w, None, **self.conv_args)
             else:
                 args = dict(self.pool_args, divisor_override=1, count_include_pad=True)

@@ -36,7 +36,7 @@ class SNN(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.L = float(L)
         self.static_t_il = None if static_t_il is None else [int(t) for t in static_t_il]
-        self._fanout_cache: dict[tuple[int, tuple[int, ...]], Tensor] = {}
+        self._fanout_cache: dict[tuple, Tensor] = {}
 
     @property
     def synapse_layers(self) -> list[SpikingSynapse]:
@@ -101,10 +101,12 @@ class SNN(nn.Module):
                     f"(expects batch x {expected} x H x W)"
                 )
 
-    def _fanout(self, index: int, layer: nn.Module, in_shape: tuple[int, ...]) -> Tensor:
-        key = (index, in_shape)
+    def _fanout(
+        self, index: int, layer: nn.Module, in_shape: tuple[int, ...], device: torch.device
+    ) -> Tensor:
+        key = (index, in_shape, device)
         if key not in self._fanout_cache:
-            self._fanout_cache[key] = layer.connection_map(in_shape)
+            self._fanout_cache[key] = layer.connection_map(in_shape).to(device)
         return self._fanout_cache[key]
 
     def _simulate(self, x: Tensor, backend, backend_name: str, dtype: torch.dtype) -> SNNResult:
@@ -131,7 +133,7 @@ class SNN(nn.Module):
                 if isinstance(layer, SpikeFlatten):
                     times = layer(times)
                     continue
-                fanout = self._fanout(index, layer, tuple(times.shape[1:]))
+                fanout = self._fanout(index, layer, tuple(times.shape[1:]), x.device)
                 if isinstance(layer, SpikingLeakyMaxPool):
                     # Its own period: inhibited until the producer's last spike (>= 1).
                     pool_t_il = torch.clamp(last_spike, min=1)
@@ -151,7 +153,9 @@ class SNN(nn.Module):
                 if static is None:
                     t_il = torch.clamp(last_spike, min=t_bias)
                 else:
-                    t_il = torch.full((batch,), float(static[synapse_index]), dtype=dtype)
+                    t_il = torch.full(
+                        (batch,), float(static[synapse_index]), dtype=dtype, device=x.device
+                    )
                 t_il_rows.append(t_il)
                 limit = None
                 if static is not None and not layer.is_output:
