@@ -10,7 +10,14 @@ prepare / convert style of ``torch.ao.quantization``::
     result.logits, result.spike_times, result.ops.counts()
 """
 
-from .coding import GCoding, bias_spike_time, g_activation, g_straight_through, spike_time, tick_weight
+from .coding import (
+    GCoding,
+    bias_spike_time,
+    g_activation,
+    g_straight_through,
+    spike_time,
+    tick_weight,
+)
 from .convert import convert
 from .errors import ConversionError, SpikeInputError, TDSNNError, UnsupportedModelError
 from .ops import EnergyModel, OpCounts, SNNOps, compare_ops, count_dnn_ops

@@ -82,7 +82,9 @@ def context(device: str | torch.device | None = None) -> DistContext:
     """The current context: from the initialised process group, else one process."""
     if dist.is_available() and dist.is_initialized():
         local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
-        return DistContext(dist.get_rank(), dist.get_world_size(), local, _resolve_device(device, local))
+        return DistContext(
+            dist.get_rank(), dist.get_world_size(), local, _resolve_device(device, local)
+        )
     return DistContext(device=_resolve_device(device, 0))
 
 

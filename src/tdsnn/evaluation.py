@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from .data import ImageDataset, to_float
 from .distributed import all_reduce, context, make_eval_loader
 from .ops import CONVENTIONS, EnergyModel, LayerOps, OpCounts, SNNOps, compare_ops, count_dnn_ops
+from .snn.layers import SpikingMaxPool, SpikingSynapse
 from .snn.network import SNN
 from .snn.result import SNNResult
 
@@ -129,7 +130,41 @@ def _timed(tally: _Tally, key: str, fn, *args):
     return out
 
 
-def _record_snn(tally: _Tally, result: SNNResult, names: list[str]) -> None:
+def _prime(tally: _Tally, snn: SNN, backends: Sequence[str]) -> list[str]:
+    """Create every key at zero, so that a rank without samples reduces like the others.
+
+    Returns the names of the spiking layers (the input first), as ``SNNResult`` has them.
+    """
+    names = ["input"] + [
+        layer.name
+        for layer in snn.layers
+        if isinstance(layer, SpikingMaxPool)
+        or (isinstance(layer, SpikingSynapse) and not layer.is_output)
+    ]
+    keys = ["samples", "latency.sum", "time.dnn", "time.gdnn"]
+    for net in ("dnn", "gdnn", *(f"snn.{b}" for b in backends)):
+        keys += [f"{net}.top1", f"{net}.top5"]
+    keys += [f"agree.{b}" for b in backends] + [f"time.{b}" for b in backends]
+    keys += [f"spikes.{name}" for name in names]
+    for i in range(len(snn.synapse_layers)):
+        keys += [f"t_il.{i}", f"clipped.{i}"]
+    keys += [f"ops.{c}.{k}" for c in CONVENTIONS for k in ("mul", "add")]
+    for key in keys:
+        tally.add(key, 0)
+    tally.low("latency.min", float("inf"))
+    tally.high("latency.max", float("-inf"))
+    return names
+
+
+def _sample_shape(data: ImageDataset | DataLoader | tuple[Tensor, Tensor]) -> tuple[int, ...]:
+    """The shape of one input (no batch dimension), for the DNN operation count."""
+    if isinstance(data, DataLoader):
+        return tuple(data.dataset[0][0].shape)
+    images = data.images if isinstance(data, ImageDataset) else data[0]
+    return tuple(images.shape[1:])
+
+
+def _record_snn(tally: _Tally, result: SNNResult) -> None:
     """Latency, T_il, spikes and clipping of one batch (identical for both backends)."""
     latency = result.latency
     tally.add("latency.sum", int(latency.sum()))
@@ -141,8 +176,6 @@ def _record_snn(tally: _Tally, result: SNNResult, names: list[str]) -> None:
         tally.add(f"spikes.{name}", count)
     for i, count in enumerate(result.clipped):
         tally.add(f"clipped.{i}", count)
-    if not names:
-        names.extend(result.layer_names)
 
 
 def _op_counts(tally: _Tally, ops: SNNOps | None) -> None:
@@ -169,7 +202,7 @@ def evaluate(
     input_scale: float | None = None,
     input_mean: Sequence[float] | None = None,
     input_std: Sequence[float] | None = None,
-    batch_size: int = 500,
+    batch_size: int = 100,
     progress: bool = True,
     limit: int | None = None,
     device: torch.device | str | None = None,
@@ -215,15 +248,14 @@ def evaluate(
     snn_device = _device_of(snn)
     loader, count = _batches(data, batch_size, limit)
     tally = _Tally()
-    names: list[str] = []
+    names = _prime(tally, snn, backends)
     merged: SNNOps | None = None
-    input_shape: tuple[int, ...] | None = None
+    input_shape = _sample_shape(data)
     bar = tqdm(
         total=count, desc="evaluate", disable=not (progress and ctx.is_main), dynamic_ncols=True
     )
     for x, y in loader:
         x, y = x.to(ctx.device), y.to(ctx.device)
-        input_shape = input_shape or tuple(x.shape[1:])
         tally.add("samples", len(y))
         with torch.no_grad():
             logits = _timed(tally, "dnn", dnn, spec.dnn(x))
@@ -236,17 +268,17 @@ def evaluate(
             pred = _accuracy(tally, f"snn.{backend}", result.logits.to(ctx.device), y)
             tally.add(f"agree.{backend}", int((pred == g_pred).sum()))
             if index == 0:
-                _record_snn(tally, result, names)
+                _record_snn(tally, result)
                 if merged is None:
                     merged = result.ops
                 else:
                     merged.merge(result.ops)
+        bar.set_postfix(_postfix(tally, backends), refresh=False)
         bar.update(1)
-        bar.set_postfix(_postfix(tally, backends))
     bar.close()
     _op_counts(tally, merged)
     tally.reduce()
-    if input_shape is None:
+    if tally.sums["samples"] == 0:
         raise ValueError("the evaluation data is empty")
     dnn_ops = count_dnn_ops(dnn, input_shape)
     return _summarise(
@@ -324,7 +356,10 @@ def _summarise(
             "dnn": dnn_ops.per_sample(),
             "snn": {c: snn_counts[c].per_sample() for c in CONVENTIONS},
             "ratios": {
-                c: {k: ratios[c][k] for k in ("mul_ratio", "add_ratio", "total_ratio", "energy_ratio")}
+                c: {
+                    k: ratios[c][k]
+                    for k in ("mul_ratio", "add_ratio", "total_ratio", "energy_ratio")
+                }
                 for c in CONVENTIONS
             },
         },

@@ -40,7 +40,7 @@ def _copy_with_bias(layer: WeightedLayer) -> WeightedLayer:
 
     new = copy.deepcopy(layer)
     if new.bias is None:
-        new.bias = nn.Parameter(torch.zeros(new.weight.shape[0], dtype=new.weight.dtype))
+        new.bias = nn.Parameter(new.weight.new_zeros(new.weight.shape[0]))
     return new
 
 
@@ -53,8 +53,8 @@ def fold_input_affine(
     The spiking input ``u`` is then non-negative while the layer's output stays that
     of the original model (except at zero-padded borders of a conv, see prepare).
     """
-    mean_t = torch.as_tensor(list(mean), dtype=layer.weight.dtype)
-    std_t = torch.as_tensor(list(std), dtype=layer.weight.dtype)
+    mean_t = torch.as_tensor(list(mean), dtype=layer.weight.dtype, device=layer.weight.device)
+    std_t = torch.as_tensor(list(std), dtype=layer.weight.dtype, device=layer.weight.device)
     if mean_t.numel() != std_t.numel():
         raise UnsupportedModelError("input_mean and input_std must have the same length")
     if torch.any(std_t <= 0):

@@ -8,6 +8,7 @@ Every stage reads what the previous one wrote and writes pickle-free checkpoints
     runs/x/snn_L5.safetensors         converted SNN                  (convert_run)
     runs/x/evaluation.json            DNN / G-DNN / SNN metrics      (evaluate_run)
     runs/x/sweep.json                 one evaluation per L           (sweep)
+    runs/x/sweep/                     the sweep's own per-L checkpoints
     runs/x/*.state.safetensors        resumable training states
 
 Models are rebuilt from the sidecar (architecture name or ``module:function``
@@ -22,6 +23,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -37,7 +40,7 @@ from . import prepare as tdsnn_prepare
 from .checkpoint import CheckpointError, load_checkpoint, load_metadata, save_checkpoint
 from .coding import check_leak
 from .data import ImageDataset, load_dataset, to_float
-from .distributed import context, make_eval_loader, make_train_loader
+from .distributed import barrier, context, make_eval_loader, make_train_loader
 from .errors import TDSNNError
 from .evaluation import BACKENDS, InputSpec, evaluate
 from .models import MODELS, build_model, load_user_model
@@ -61,6 +64,7 @@ __all__ = [
     "run_all",
     "snn_path",
     "sweep",
+    "sweep_dir",
     "train_dnn",
 ]
 
@@ -75,7 +79,7 @@ class Defaults:
 
     dataset: str = "mnist"
     model: str = "lenet5"
-    epochs: int = 4
+    epochs: int = 3
     lr: float = 1e-3
     batch_size: int = 64
     L: float = 5.0
@@ -87,6 +91,7 @@ class Defaults:
 
 
 DEFAULTS = Defaults()
+AUTO_SCALE_IMAGES = 2000  # training images used by --activation-scale auto
 
 
 # ------------------------------------------------------------------------------ paths
@@ -184,7 +189,9 @@ def _float_images(data: ImageDataset) -> Tensor:
     return to_float(data.images)  # pixel/255; each network's transform is applied on the fly
 
 
-def _normalization(meta: dict[str, Any]) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+def _normalization(
+    meta: dict[str, Any],
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
     norm = meta.get("normalization")
     if not norm:
         return None, None
@@ -270,7 +277,9 @@ def prepare_from(dnn: nn.Module, meta: dict[str, Any]) -> GDNN:
         )
 
 
-def load_gdnn(run_dir: str | os.PathLike[str], L: float | None = None) -> tuple[GDNN, dict[str, Any]]:
+def load_gdnn(
+    run_dir: str | os.PathLike[str], L: float | None = None
+) -> tuple[GDNN, dict[str, Any]]:
     """The fine-tuned G-DNN of a run at ``L`` (default: the only one there)."""
     run = check_run_dir(run_dir)
     L = check_L(L) if L is not None else find_L(run, "gdnn")
@@ -340,7 +349,11 @@ def _train_stage(
     if resume:
         _check_resumable(state, recipe)
     loader = make_train_loader(
-        _float_images(train_data), train_data.labels, recipe["batch_size"], seed=recipe["seed"], ctx=ctx
+        _float_images(train_data),
+        train_data.labels,
+        recipe["batch_size"],
+        seed=recipe["seed"],
+        ctx=ctx,
     )
     eval_loader = None
     if test_data is not None:
@@ -375,6 +388,7 @@ def _metrics(history: dict[str, Any]) -> dict[str, Any]:
 def _save_final(final: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
     if context().is_main:
         save_checkpoint(final, model.state_dict(), metadata)
+    barrier()
 
 
 def train_dnn(
@@ -463,7 +477,7 @@ def finetune(
     weight_decay: float = 0.0,
     scheduler: str = "cosine",
     input_scale: float = DEFAULTS.input_scale,
-    activation_scales: Sequence[float] | float | None = None,
+    activation_scales: Sequence[float] | float | str | None = None,
     compensate: bool = True,
     batch_size: int | None = None,
     seed: int | None = None,
@@ -495,6 +509,13 @@ def finetune(
     if isinstance(activation_scales, (int, float)):
         activation_scales = float(activation_scales)
     mean, std = _normalization(dnn_meta)
+    if activation_scales == "auto":
+        from .scales import calibrate_activation_scales
+
+        calibration = to_float(train_data.images[:AUTO_SCALE_IMAGES]) * float(input_scale)
+        activation_scales = calibrate_activation_scales(
+            dnn, calibration, input_mean=mean, input_std=std, input_scale=input_scale
+        )
     gdnn = tdsnn_prepare(
         dnn, L, input_mean=mean, input_std=std, input_scale=input_scale,
         activation_scales=activation_scales, compensate=compensate,
@@ -542,7 +563,9 @@ def finetune(
         )  # fmt: skip
     else:
         history = {"epochs": [], "completed": True}
-    meta.update(history=history["epochs"], metrics=_metrics(history), completed=history["completed"])
+    meta.update(
+        history=history["epochs"], metrics=_metrics(history), completed=history["completed"]
+    )
     if history["completed"]:
         _save_final(final, gdnn.cpu(), meta)
     return meta
@@ -591,7 +614,7 @@ def evaluate_run(
     L: float | None = None,
     backends: Sequence[str] = BACKENDS,
     limit: int | None = None,
-    batch_size: int = 500,
+    batch_size: int = 100,
     progress: bool = True,
     device: str = "cpu",
     write_main: bool = True,
@@ -669,36 +692,68 @@ def sweep(
 ) -> list[dict[str, Any]]:
     """Fine-tune, convert and evaluate the same trained DNN at every L (Figure 4).
 
-    Each L's evaluation goes to ``evaluation_L<L>.json``; the list of them to
-    ``sweep.json``, rewritten after every L so a stopped sweep keeps what it did.
-    With ``resume``, an L whose evaluation exists is not redone.
+    Works in ``<run>/sweep/`` (a copy of the DNN checkpoint, then ``gdnn_L*``,
+    ``snn_L*`` and ``evaluation_L*.json``), so the main job's files are never
+    replaced; the list of evaluations goes to ``<run>/sweep.json``, rewritten after
+    every L so that a stopped sweep keeps what it did.  With ``resume`` an L whose
+    evaluation exists is not redone and an interrupted fine-tuning continues.
     """
     run = check_run_dir(run_dir)
     Ls = [check_L(L) for L in Ls]
     if not Ls:
         raise PipelineError("give at least one L to sweep")
+    _require(dnn_path(run), f"train a model first (`tdsnn train --out {run}`)")
+    work = sweep_dir(run)
+    if context().is_main:
+        _link_dnn(run, work)
+    barrier()
     results: list[dict[str, Any]] = []
     for L in Ls:
-        done = run / f"evaluation_{l_tag(L)}.json"
-        if resume and done.is_file() and snn_path(run, L).is_file():
+        done = work / f"evaluation_{l_tag(L)}.json"
+        if resume and done.is_file() and snn_path(work, L).is_file():
             results.append(read_json(done, ""))
         else:
             finetune(
-                run, L=L, epochs=epochs, lr=lr, input_scale=input_scale,
+                work, L=L, epochs=epochs, lr=lr, input_scale=input_scale,
                 activation_scales=activation_scales, resume=resume, force=force or not resume,
                 progress=progress, device=device, **finetune_kwargs,
             )  # fmt: skip
             if context().is_main:
-                convert_run(run, L=L, calibrate=calibrate)
+                convert_run(work, L=L, calibrate=calibrate)
+            barrier()
             results.append(
                 evaluate_run(
-                    run, L=L, backends=backends, limit=limit, progress=progress,
-                    device=device, write_main=False,
+                    work,
+                    L=L,
+                    backends=backends,
+                    limit=limit,
+                    progress=progress,
+                    device=device,
+                    write_main=False,
                 )  # fmt: skip
             )
         if context().is_main:
             _write_json(run / "sweep.json", results)
     return results
+
+
+def sweep_dir(run_dir: str | os.PathLike[str]) -> Path:
+    """Where :func:`sweep` keeps its per-L checkpoints and evaluations."""
+    return Path(run_dir) / "sweep"
+
+
+def _link_dnn(run: Path, work: Path) -> None:
+    """Give the sweep folder the run's DNN checkpoint (a hard link, else a copy)."""
+    work.mkdir(exist_ok=True)
+    for name in ("dnn.safetensors", "dnn.json"):
+        source, target = run / name, work / name
+        if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
+            continue
+        target.unlink(missing_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
 
 
 def report_run(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -724,7 +779,8 @@ def inspect_run(
 ) -> list[Path]:
     """Simulate test sample ``index`` with the run's SNN and plot it (``tdsnn.plots``).
 
-    The SNN runs on that one sample, so its result holds it at position 0.
+    The SNN runs on that one sample only (its result holds it at position 0); the
+    files are named after ``index``.
     """
     run = check_run_dir(run_dir)
     snn, meta = load_snn(run, L)
@@ -752,7 +808,17 @@ def inspect_run(
         raise PipelineError(f"the plotting module is not available: {exc}") from None
     target = Path(out_dir) if out_dir is not None else run / "inspect"
     target.mkdir(parents=True, exist_ok=True)
-    return list(inspect_sample(result, 0, target))
+    with tempfile.TemporaryDirectory(dir=target, prefix=".inspect-") as scratch:
+        written = inspect_sample(result, 0, Path(scratch))
+        return [_renumber(Path(path), index, target) for path in written]
+
+
+def _renumber(path: Path, index: int, target: Path) -> Path:
+    """Move ``raster_0.png`` to ``target/raster_<index>.png``: the plots saw position 0."""
+    stem = path.stem[:-2] + f"_{index}" if path.stem.endswith("_0") else path.stem
+    final = target / f"{stem}{path.suffix}"
+    os.replace(path, final)
+    return final
 
 
 # ---------------------------------------------------------------------------- main job
@@ -820,10 +886,13 @@ def run_all(
     if main:
         log(f"[3/5] convert ({'static' if calibrate else 'dynamic'} T_il)")
         convert_run(out, L=L, calibrate=calibrate)
+    barrier()
     stages["convert"] = time.perf_counter() - tick
     tick = time.perf_counter()
     log(f"[4/5] evaluate on the test set with {', '.join(backends)}")
-    result = evaluate_run(out, L=L, backends=backends, limit=limit, progress=progress, device=device)
+    result = evaluate_run(
+        out, L=L, backends=backends, limit=limit, progress=progress, device=device
+    )
     stages["evaluate"] = time.perf_counter() - tick
     tick = time.perf_counter()
     if main:

@@ -201,7 +201,9 @@ def _check_loader(loader: DataLoader) -> int:
     try:
         steps = len(loader)
     except TypeError as exc:
-        raise TrainingError("the training loader must have a length (a map-style data set)") from exc
+        raise TrainingError(
+            "the training loader must have a length (a map-style data set)"
+        ) from exc
     if steps == 0:
         raise TrainingError("the training loader yields no batch (empty data set?)")
     return steps
@@ -300,12 +302,14 @@ def train(
             state.loss_sum += loss * len(y)
             state.correct += correct
             state.seen += len(y)
+            if show:  # shown by update(), at most every 0.1 s
+                bar.set_postfix(
+                    loss=f"{state.loss_sum / state.seen:.4f}",
+                    acc=f"{state.correct / state.seen:.4f}",
+                    lr=f"{opt.param_groups[0]['lr']:.2e}",
+                    refresh=False,
+                )
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{state.loss_sum / state.seen:.4f}",
-                acc=f"{state.correct / state.seen:.4f}",
-                lr=f"{opt.param_groups[0]['lr']:.2e}",
-            )
             if step % steps_per_epoch == 0:
                 break
             stop = max_steps is not None and step >= max_steps
@@ -320,12 +324,17 @@ def train(
         record = _epoch_record(state, epoch, opt, ctx)
         if eval_loader is not None:
             record.update(
-                {f"eval_{k}": v for k, v in classify(
-                    net, eval_loader, input_transform=input_transform, device=ctx.device
-                ).items()}
+                {
+                    f"eval_{k}": v
+                    for k, v in classify(
+                        net, eval_loader, input_transform=input_transform, device=ctx.device
+                    ).items()
+                }
             )
         state.history.append(record)
-        bar.set_postfix({k: _short(v) for k, v in record.items() if k.startswith(("train_", "eval_"))})
+        bar.set_postfix(
+            {k: _short(v) for k, v in record.items() if k.startswith(("train_", "eval_"))}
+        )
         bar.close()
         _save(path, ctx, net, opt, sched, epoch + 1, step, state, metadata)
         if max_steps is not None and step >= max_steps and step < total_steps:
@@ -354,20 +363,22 @@ def _step(
     loss = F.cross_entropy(logits, y)
     if not torch.isfinite(loss):
         raise TrainingError(
-            f"the loss became {float(loss)} at step {step + 1}: lower the learning rate"
+            f"the loss became {float(loss.detach())} at step {step + 1}: lower the learning rate"
         )
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     if sched is not None:
         sched.step()
-    return float(loss), int((logits.argmax(dim=1) == y).sum())
+    return float(loss.detach()), int((logits.detach().argmax(dim=1) == y).sum())
 
 
 def _epoch_record(
     state: _Progress, epoch: int, opt: torch.optim.Optimizer, ctx: DistContext
 ) -> dict[str, Any]:
-    sums = all_reduce(torch.tensor([state.loss_sum, state.correct, state.seen], dtype=torch.float64))
+    sums = all_reduce(
+        torch.tensor([state.loss_sum, state.correct, state.seen], dtype=torch.float64)
+    )
     seen = max(float(sums[2]), 1.0)
     return {
         "epoch": epoch + 1,

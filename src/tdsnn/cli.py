@@ -1,0 +1,588 @@
+"""The ``tdsnn`` command line: the Figure-2 pipeline over a run folder.
+
+Each subcommand is a thin wrapper over :mod:`tdsnn.pipeline`; errors a user can
+fix (unknown data set or model, missing run folder or checkpoint, bad L, data
+not found) end with exit code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .errors import TDSNNError
+
+PROG = "tdsnn"
+
+DESCRIPTION = """\
+Convert a trained CNN into an exact temporal-coding spiking network (TDSNN,
+Zhang et al., AAAI 2019), following Figure 2 of the paper:
+
+  train       DNN with a ReLU after every hidden synapse layer   -> dnn.safetensors
+  finetune    prepare: G (eq. 11) before every synapse layer,
+              normalisation folded into the first layer; re-train -> gdnn_L5.safetensors
+  convert     negate weights, bias neuron at T(1), ticking neuron
+              (eq. 9), spiking max-pool; T_il dynamic or static   -> snn_L5.safetensors
+  evaluate    DNN / G-DNN / SNN accuracy, agreement, latency,
+              spikes and operation counts (Table 2)               -> evaluation.json
+  sweep       finetune + convert + evaluate for several L (Fig 4) -> sweep.json
+  report      tables and plots from evaluation.json / sweep.json
+  inspect     spike raster of one test sample
+  run         the whole chain in one go (the main job)
+
+Every stage reads and writes a run folder (--out / --from).  Checkpoints are
+.safetensors files with a JSON sidecar (architecture, L, data set,
+normalisation, input scale, metrics); nothing is pickled.  The SNN's input is
+pixel/255 * input_scale (non-negative); the DNN sees the normalised pixels.
+Multi-process training: torchrun --nproc_per_node=N -m tdsnn.cli train ...
+"""
+
+EXAMPLES = {
+    "train": "tdsnn train --dataset mnist --model lenet5 --epochs 3 --out runs/x\n"
+    "  tdsnn train --dataset cifar10 --model vgg_cifar --width 0.25 --out runs/vgg\n"
+    "  tdsnn train --model-spec mynets.py:small_cnn --input-shape 1,28,28 --out runs/mine",
+    "finetune": "tdsnn finetune --from runs/x --L 5 --epochs 1\n"
+    "  tdsnn finetune --from runs/x --L 3 --input-scale 8 --activation-scale 2",
+    "convert": "tdsnn convert --from runs/x            (dynamic T_il)\n"
+    "  tdsnn convert --from runs/x --calibrate 1000   (static T_il from 1000 training images)",
+    "evaluate": "tdsnn evaluate --from runs/x\n"
+    "  tdsnn evaluate --from runs/x --backends closed_form --limit 1000",
+    "sweep": "tdsnn sweep --from runs/x --L 1,2,3,4,5,6,7,8 --epochs 1",
+    "report": "tdsnn report --from runs/x",
+    "inspect": "tdsnn inspect --from runs/x --index 0",
+    "run": "tdsnn run                               (LeNet-5 on MNIST at L=5 into runs/main)\n"
+    "  tdsnn run --dataset mnist --model lenet5 --L 5 --epochs 4 --finetune-epochs 2 --out runs/main",
+}
+
+
+class CLIError(TDSNNError, ValueError):
+    """A bad command-line value (reported like every other user error)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ------------------------------------------------------------------------ value types
+
+
+def _leak(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"L must be a number > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"L must be finite and > 0, got {text!r}")
+    return value
+
+
+def _leaks(text: str) -> list[float]:
+    return [_leak(part) for part in text.split(",") if part.strip()] or [_leak(text)]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _scales(text: str) -> float | list[float] | str:
+    """'2' (every hidden layer), '2,1,1' (one per hidden synapse layer) or 'auto'."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    values = [_positive_float(part) for part in text.split(",")]
+    return values[0] if len(values) == 1 else values
+
+
+def _shape(text: str) -> list[int]:
+    try:
+        shape = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"input shape must look like C,H,W, got {text!r}"
+        ) from None
+    if len(shape) < 1 or any(s < 1 for s in shape):
+        raise argparse.ArgumentTypeError(f"input shape must be positive sizes, got {text!r}")
+    return shape
+
+
+def _backends(text: str) -> list[str]:
+    from .evaluation import BACKENDS
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in BACKENDS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"backends must be a comma-separated subset of {','.join(BACKENDS)}, got {text!r}"
+        )
+    return names
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--model-kwargs is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("--model-kwargs must be a JSON object")
+    return value
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("common options")
+    group.add_argument("--data-dir", help="folder holding the data set (default: built-in places)")
+    group.add_argument("--batch-size", type=_positive_int, help="global batch size")
+    group.add_argument("--seed", type=int, help="random seed (model init, data order)")
+    group.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    group.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
+    group.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _resumable(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("checkpointing")
+    group.add_argument(
+        "--resume", action="store_true", help="continue from the last training checkpoint"
+    )
+    group.add_argument("--force", action="store_true", help="replace an existing result")
+    group.add_argument(
+        "--max-steps", type=_positive_int, help="stop after this many steps (resume later)"
+    )
+    group.add_argument(
+        "--checkpoint-every", type=_count, default=200, help="steps between checkpoints (200)"
+    )
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    from .models import MODELS
+
+    group = parser.add_argument_group("data and model")
+    group.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, cifar10, folder")
+    group.add_argument("--model", default="lenet5", help=f"one of {', '.join(sorted(MODELS))}")
+    group.add_argument("--width", type=_positive_float, help="channel multiplier (CIFAR models)")
+    group.add_argument(
+        "--model-spec", help="a user model: 'pkg.module:function' or 'file.py:function'"
+    )
+    group.add_argument("--input-shape", type=_shape, help="C,H,W of a --model-spec model")
+    group.add_argument("--model-kwargs", type=_json_object, help="JSON constructor kwargs")
+    group.add_argument(
+        "--no-normalize", action="store_true", help="train on pixel/255, not z-scores"
+    )
+    group.add_argument("--train-limit", type=_positive_int, help="use the first N training images")
+    group.add_argument("--test-limit", type=_positive_int, help="use the first N test images")
+
+
+def _finetune_options(parser: argparse.ArgumentParser, *, in_run: bool) -> None:
+    from .pipeline import DEFAULTS
+
+    group = parser.add_argument_group("G-DNN (prepare and fine-tune)")
+    group.add_argument(
+        "--input-scale",
+        type=_positive_float,
+        default=DEFAULTS.input_scale,
+        help="spiking input = pixel/255 * this; more G levels, more latency "
+        f"(default {DEFAULTS.input_scale:g})",
+    )
+    group.add_argument(
+        "--activation-scale",
+        type=_scales,
+        help="factor on hidden activations before G, one value or one per hidden layer "
+        "(folded into the weights; default 1), or 'auto': from 2000 training images, "
+        "each layer's 99.9th percentile mapped to 32 (recommended for deep networks)",
+    )
+    group.add_argument(
+        "--no-compensate", action="store_true", help="do not rescale weights for G ~ kappa(1+x)"
+    )
+    if in_run:
+        group.add_argument("--finetune-epochs", type=_count, default=DEFAULTS.finetune_epochs)
+        group.add_argument("--finetune-lr", type=_positive_float, default=DEFAULTS.finetune_lr)
+
+
+def _add(subparsers, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        name,
+        help=help_text,
+        description=description,
+        epilog=f"example:\n  {EXAMPLES[name]}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
+    from .pipeline import DEFAULTS
+
+    parser = _Parser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog="examples:\n  " + "\n  ".join(EXAMPLES[k].split("\n")[0] for k in EXAMPLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = _add(sub, "train", "train the DNN (Figure 2, step 1)",
+             "Train a CNN classifier (Adam or SGD, cosine schedule) into OUT/dnn.safetensors, "
+             "with a resumable training state checkpointed every --checkpoint-every steps "
+             "and every epoch.")  # fmt: skip
+    _model_options(p)
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--epochs", type=_count, default=DEFAULTS.epochs)
+    p.add_argument("--lr", type=_positive_float, default=DEFAULTS.lr)
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--scheduler", choices=("cosine", "none"), default="cosine")
+    _resumable(p)
+    _common(p)
+
+    p = _add(sub, "finetune", "prepare the G-DNN at L and re-train it (step 2)",
+             "Insert G (eq. 11) before every synapse layer of the run's DNN (tdsnn.prepare: "
+             "BatchNorm and normalisation folded, weights compensated), then fine-tune it "
+             "with the straight-through gradient into FROM/gdnn_L<L>.safetensors.")  # fmt: skip
+    p.add_argument("--from", dest="run", required=True, help="run folder (from `tdsnn train`)")
+    p.add_argument(
+        "--L", type=_leak, default=DEFAULTS.L, help=f"leak constant (default {DEFAULTS.L:g})"
+    )
+    p.add_argument("--epochs", type=_count, default=DEFAULTS.finetune_epochs)
+    p.add_argument("--lr", type=_positive_float, default=DEFAULTS.finetune_lr)
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--train-limit", type=_positive_int)
+    p.add_argument("--test-limit", type=_positive_int)
+    _finetune_options(p, in_run=False)
+    _resumable(p)
+    _common(p)
+
+    p = _add(sub, "convert", "convert the G-DNN into the SNN (step 3)",
+             "Convert FROM/gdnn_L<L> into FROM/snn_L<L>.safetensors.  Without --calibrate "
+             "every layer's inhibitory period follows the sample (dynamic T_il, Algorithm 1); "
+             "with --calibrate N it is fixed per layer from N training images (static T_il).")  # fmt: skip
+    p.add_argument("--from", dest="run", required=True)
+    p.add_argument("--L", type=_leak, help="which G-DNN (default: the only one)")
+    p.add_argument("--calibrate", type=_positive_int, metavar="N", help="static T_il from N images")
+    _common(p)
+
+    p = _add(sub, "evaluate", "evaluate DNN, G-DNN and SNN on the test set",
+             "Top-1/top-5 accuracy of DNN, G-DNN and SNN (each simulator), SNN/G-DNN "
+             "agreement, latency, T_il, spikes and operation counts with Table-2 ratios; "
+             "writes FROM/evaluation.json and prints a table.")  # fmt: skip
+    p.add_argument("--from", dest="run", required=True)
+    p.add_argument("--L", type=_leak, help="which SNN (default: the only one)")
+    p.add_argument("--backends", type=_backends, default=["closed_form", "clocked"],
+                   help="closed_form,clocked (default both)")  # fmt: skip
+    p.add_argument("--limit", type=_positive_int, help="evaluate the first N test images")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of the table")
+    _common(p)
+
+    p = _add(sub, "sweep", "fine-tune, convert and evaluate for several L (Figure 4)",
+             "From the same trained DNN, for every L: fine-tune the G-DNN, convert and "
+             "evaluate, in FROM/sweep/ (the main job's files are left alone); writes "
+             "FROM/sweep.json, one evaluation per L.")  # fmt: skip
+    p.add_argument("--from", dest="run", required=True)
+    p.add_argument("--L", type=_leaks, required=True, help="comma-separated, e.g. 1,2,3,4,5")
+    p.add_argument("--epochs", type=_count, default=DEFAULTS.finetune_epochs)
+    p.add_argument("--lr", type=_positive_float, default=DEFAULTS.finetune_lr)
+    p.add_argument("--backends", type=_backends, default=["closed_form"])
+    p.add_argument("--calibrate", type=_positive_int, metavar="N")
+    p.add_argument("--limit", type=_positive_int, help="evaluate the first N test images")
+    _finetune_options(p, in_run=False)
+    _resumable(p)
+    _common(p)
+
+    p = _add(sub, "report", "write the report and plots of a run",
+             "Write the report (tables, plots) from FROM/evaluation.json and sweep.json.")  # fmt: skip
+    p.add_argument("--from", dest="run", required=True)
+    _common(p)
+
+    p = _add(sub, "inspect", "plot the spikes of one test sample",
+             "Simulate test sample INDEX with the run's SNN and plot its spike times "
+             "layer by layer into FROM/inspect/.")  # fmt: skip
+    p.add_argument("--from", dest="run", required=True)
+    p.add_argument("--index", type=_count, default=0)
+    p.add_argument("--L", type=_leak)
+    p.add_argument("--backend", choices=("closed_form", "clocked"), default="clocked")
+    p.add_argument("--out", help="output folder (default FROM/inspect)")
+    _common(p)
+
+    p = _add(sub, "run", "the main job: train, fine-tune, convert, evaluate, report",
+             "Train the DNN, prepare and fine-tune the G-DNN at L, convert it, evaluate both "
+             "simulators on the whole test set, write the report and plots and inspect one "
+             "sample.  The defaults reproduce LeNet-5 on MNIST at L=5 (paper Table 1) in a "
+             "few minutes on a laptop CPU.  --resume skips finished stages.")  # fmt: skip
+    _model_options(p)
+    p.add_argument("--out", default="runs/main", help="run folder (default runs/main)")
+    p.add_argument("--L", type=_leak, default=DEFAULTS.L)
+    p.add_argument("--epochs", type=_count, default=DEFAULTS.epochs, help="DNN epochs")
+    p.add_argument("--lr", type=_positive_float, default=DEFAULTS.lr, help="DNN learning rate")
+    _finetune_options(p, in_run=True)
+    p.add_argument("--backends", type=_backends, default=["closed_form", "clocked"])
+    p.add_argument("--calibrate", type=_positive_int, metavar="N", help="static T_il from N images")
+    p.add_argument("--inspect-index", type=_count, default=0, help="test sample to plot")
+    _resumable(p)
+    _common(p)
+    return parser
+
+
+# ------------------------------------------------------------------------ subcommands
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet
+
+
+def _arch_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs = dict(args.model_kwargs or {})
+    if args.width is not None:
+        kwargs["width"] = args.width
+    return kwargs
+
+
+def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "model_spec": args.model_spec,
+        "arch_kwargs": _arch_kwargs(args),
+        "input_shape": args.input_shape,
+        "data_dir": args.data_dir,
+        "normalize": not args.no_normalize,
+        "train_limit": args.train_limit,
+        "test_limit": args.test_limit,
+        "max_steps": args.max_steps,
+        "checkpoint_every": args.checkpoint_every,
+    }
+    if args.batch_size is not None:
+        out["batch_size"] = args.batch_size
+    if args.seed is not None:
+        out["seed"] = args.seed
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .pipeline import dnn_path, train_dnn
+
+    meta = train_dnn(
+        args.out, dataset=args.dataset, model=None if args.model_spec else args.model,
+        epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, scheduler=args.scheduler, resume=args.resume,
+        force=args.force, progress=_progress(args), device=args.device, **_train_kwargs(args),
+    )  # fmt: skip
+    _say_stage(meta, dnn_path(args.out), "DNN")
+    return 0
+
+
+def _say_stage(meta: dict[str, Any], path: Path, what: str) -> None:
+    from .distributed import print0
+
+    if not meta.get("completed", True):
+        print0(f"{what} training stopped early (--max-steps); continue with --resume")
+        return
+    metrics = meta.get("metrics") or {}
+    acc = metrics.get("eval_top1")
+    text = f", test accuracy {acc:.4f}" if acc is not None else ""
+    print0(f"{what} saved to {path}{text}")
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .pipeline import finetune, gdnn_path
+
+    meta = finetune(
+        args.run, L=args.L, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
+        input_scale=args.input_scale, activation_scales=args.activation_scale,
+        compensate=not args.no_compensate, batch_size=args.batch_size, seed=args.seed,
+        train_limit=args.train_limit, test_limit=args.test_limit, data_dir=args.data_dir,
+        resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
+        max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
+    )  # fmt: skip
+    _say_stage(meta, gdnn_path(args.run, args.L), f"G-DNN (L={args.L:g})")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .pipeline import convert_run, snn_path
+
+    meta = convert_run(args.run, L=args.L, calibrate=args.calibrate)
+    mode = meta["t_il_mode"]
+    detail = f" T_il={meta['static_t_il']}" if meta["static_t_il"] else ""
+    print(f"SNN saved to {snn_path(args.run, meta['L'])} ({mode}{detail})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .distributed import print0
+    from .evaluation import format_table
+    from .pipeline import evaluate_run
+
+    result = evaluate_run(
+        args.run, L=args.L, backends=args.backends, limit=args.limit,
+        batch_size=args.batch_size or 100, progress=_progress(args), device=args.device,
+    )  # fmt: skip
+    print0(json.dumps(result, indent=2) if args.json else format_table(result))
+    print0(f"wrote {Path(args.run) / 'evaluation.json'}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .distributed import print0
+    from .pipeline import sweep
+
+    results = sweep(
+        args.run, args.L, epochs=args.epochs, lr=args.lr, input_scale=args.input_scale,
+        activation_scales=args.activation_scale, compensate=not args.no_compensate,
+        backends=args.backends, calibrate=args.calibrate, limit=args.limit,
+        resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
+        batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir,
+        max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
+    )  # fmt: skip
+    print0(f"{'L':>5}{'G-DNN err %':>13}{'SNN err %':>11}{'agreement':>11}{'latency':>9}")
+    for r in results:
+        backend = next(iter(r["accuracy"]["snn"]))
+        print0(
+            f"{r['L']:>5g}{100 * (1 - r['accuracy']['gdnn']['top1']):>13.2f}"
+            f"{100 * (1 - r['accuracy']['snn'][backend]['top1']):>11.2f}"
+            f"{r['agreement'][backend]:>11.4f}{r['latency']['mean']:>9.1f}"
+        )
+    print0(f"wrote {Path(args.run) / 'sweep.json'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .pipeline import report_run
+
+    for path in report_run(args.run):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .pipeline import inspect_run
+
+    for path in inspect_run(args.run, args.index, L=args.L, backend=args.backend, out_dir=args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .distributed import print0
+    from .evaluation import format_table
+    from .pipeline import run_all
+
+    result = run_all(
+        args.out, dataset=args.dataset, model=None if args.model_spec else args.model,
+        L=args.L, epochs=args.epochs, finetune_epochs=args.finetune_epochs, lr=args.lr,
+        finetune_lr=args.finetune_lr, input_scale=args.input_scale,
+        activation_scales=args.activation_scale, backends=args.backends,
+        calibrate=args.calibrate, limit=args.test_limit, inspect_index=args.inspect_index,
+        resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
+        log=print0, **_train_kwargs(args),
+    )  # fmt: skip
+    print0(format_table(result))
+    print0(f"total {result['stages_s']['total']:.0f} s; results in {args.out}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "finetune": cmd_finetune,
+    "convert": cmd_convert,
+    "evaluate": cmd_evaluate,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
+    "inspect": cmd_inspect,
+    "run": cmd_run,
+}
+DISTRIBUTED = ("train", "finetune", "evaluate", "sweep", "run")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error message on one line (DatasetError lists the places it looked)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
+def _passive_openmp(command: str) -> None:
+    """Re-execute once with ``OMP_WAIT_POLICY=PASSIVE`` before a compute-heavy command.
+
+    libgomp's worker threads spin while they wait.  When another process holds a
+    core (a shared 2-core machine), a spinning thread keeps the core the other
+    thread needs and training slowed down 10-20x in measurements; passive waiting
+    costs about 20 % on an idle machine and avoids that.  The policy is read when
+    torch loads, before this module runs, hence the re-exec.  An explicit
+    ``OMP_WAIT_POLICY`` (e.g. ACTIVE) is respected.
+    """
+    if command not in DISTRIBUTED or os.name != "posix" or "OMP_WAIT_POLICY" in os.environ:
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        os.execv(sys.executable, [sys.executable, "-m", "tdsnn.cli", *sys.argv[1:]])
+    except OSError:  # cannot re-execute: carry on with the default policy
+        return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tdsnn`` and ``python -m tdsnn.cli``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if argv is None:  # a real command line, not a call from Python
+        _passive_openmp(args.command)
+    import torch
+    import torch.distributed as dist
+
+    from .distributed import cleanup, init_distributed
+
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    joined = False  # leave a process group we did not create alone
+    try:
+        if args.command in DISTRIBUTED and not (dist.is_available() and dist.is_initialized()):
+            joined = init_distributed(args.device).distributed
+        return COMMANDS[args.command](args)
+    except TDSNNError as exc:
+        print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted (continue with --resume)", file=sys.stderr)
+        return 130
+    finally:
+        if joined:
+            cleanup()
+        torch.set_num_threads(threads)  # a call from Python leaves the process as it was
+
+
+if __name__ == "__main__":
+    sys.exit(main())

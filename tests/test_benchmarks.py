@@ -1,0 +1,109 @@
+"""Smoke tests of the benchmark suite (benchmarks/): it runs and returns sane numbers.
+
+No timing is asserted: only that the measurement functions run on a tiny network and
+return positive figures and the ratio columns, and that the peer's synaptic-operation
+counter counts one addition per non-zero input reaching one target.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import tdsnn
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield {
+            name: importlib.import_module(name)
+            for name in ("common", "throughput", "peer_spikingjelly")
+        }
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _tiny():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 5),
+    ).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gdnn = tdsnn.prepare(model, L=3.0, input_mean=[0.5], input_std=[0.25]).eval()
+    x_raw = torch.rand(6, 1, 8, 8)
+    return model, gdnn, tdsnn.convert(gdnn), x_raw, (x_raw - 0.5) / 0.25
+
+
+def test_throughput_measurement_runs_on_a_tiny_network(bench):
+    c, tp = bench["common"], bench["throughput"]
+    model, gdnn, snn, x_raw, x_norm = _tiny()
+    timing = c.TimingConfig(warmup=1, min_repeats=1, max_repeats=2, target_s=0.0)
+    rows = tp.measure_throughput(model, gdnn, snn, x_raw, x_norm, batch_sizes=(1, 4),
+                                 modes=c.MODES, timing=timing)
+    assert [row["batch"] for row in rows] == [1, 4]
+    for row in rows:
+        assert set(row["modes"]) == set(c.MODES)
+        assert row["latency_mean"] > 0
+        assert row["clocked_vs_latency_dnn"] > 0
+        assert row["modes"]["dnn"]["ratio_to_dnn"] == pytest.approx(1.0)
+        for entry in row["modes"].values():
+            assert entry["images_per_s"] > 0
+            assert entry["median_ms"] > 0
+            assert entry["ratio_to_dnn"] > 0
+    results = {"networks": [{"label": "tiny", "rows": rows}]}
+    summary = tp.summary_rows(results)
+    assert len(summary) == 2 and len(summary[0]) == len(tp.SUMMARY_HEADERS)
+
+
+def test_synaptic_event_counter_counts_nonzero_inputs_times_fanout(bench):
+    peer = bench["peer_spikingjelly"]
+    linear = nn.Linear(4, 3)
+    with peer.SynapticEventCounter(linear) as counter:
+        linear(torch.tensor([[1.0, 0.0, 2.0, 0.0]]))
+    assert counter.per_layer[""] == {"events": 2 * 3, "bias": 3, "calls": 1}
+
+    conv = nn.Conv2d(1, 1, 3, padding=1)
+    with peer.SynapticEventCounter(conv) as counter:
+        conv(torch.ones(2, 1, 3, 3))
+    # 3x3 kernel, padding 1, on 3x3: corners reach 4 outputs, edges 6, the centre 9
+    assert counter.per_layer[""]["events"] == 2 * (4 * 4 + 4 * 6 + 9)
+    assert counter.per_layer[""]["bias"] == 2 * 9
+
+    net = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4, 2, bias=False))
+    x = torch.ones(1, 1, 4, 4)
+    x[0, 0, 0, 0] = 0.0
+    with peer.SynapticEventCounter(net) as counter:
+        net(x)
+        net(torch.zeros(1, 1, 4, 4))
+    assert counter.per_layer["0"]["events"] == 15  # one pooling target per input
+    assert counter.per_layer["2"]["events"] == 4 * 2
+    assert counter.total == 15 + 8
+    assert counter.first_layer() == 15
+
+
+def test_spikingjelly_peer_on_a_tiny_network(bench):
+    pytest.importorskip("spikingjelly.activation_based.ann2snn")
+    peer = bench["peer_spikingjelly"]
+    model, _, _, _, x_norm = _tiny()
+    snn = peer.convert_spikingjelly(model, [x_norm], "Max")
+    y = torch.zeros(x_norm.shape[0], dtype=torch.int64)
+    run = peer.run_spikingjelly(snn, x_norm, y, t_list=(2, 4), batch=3, ops_samples=3)
+    assert run["T"] == [2, 4]
+    assert all(0 <= a <= 100 for a in run["accuracy"])
+    assert 0 < run["ops_per_image"][0] < run["ops_per_image"][1]
+    assert run["wall_s_per_image"][0] <= run["wall_s_per_image"][1]

@@ -1,0 +1,132 @@
+"""Run folders: models rebuilt from sidecars + safetensors, user models, options, resumption."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tdsnn import pipeline as P
+from tdsnn.data import load_dataset, to_float
+from tdsnn.prepare import GDNN
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small workloads: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+FAST = {"train_limit": 256, "test_limit": 64, "progress": False, "batch_size": 64}
+
+USER_MODEL = """
+from torch import nn
+
+def small_cnn(channels=6):
+    return nn.Sequential(
+        nn.Conv2d(1, channels, 5, stride=2, padding=2), nn.BatchNorm2d(channels), nn.ReLU(),
+        nn.AvgPool2d(2), nn.Flatten(), nn.Linear(channels * 7 * 7, 10),
+    )
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline") / "run"
+    P.train_dnn(folder, epochs=1, **FAST)
+    P.finetune(folder, L=4.0, epochs=1, input_scale=3.0, activation_scales=[1.0, 2.0, 1.0],
+               progress=False)  # fmt: skip
+    P.convert_run(folder, calibrate=64)
+    return folder
+
+
+def test_models_are_rebuilt_from_the_sidecar_and_tensors(run):
+    test = load_dataset("mnist", "test")
+    x = to_float(test.images[:32])
+    dnn, meta = P.load_dnn(run)
+    assert meta["architecture"] == "lenet5" and meta["arch_kwargs"] == {"num_classes": 10}
+    assert meta["normalization"] == {"mean": [0.1307], "std": [0.3081]}
+    gdnn, gmeta = P.load_gdnn(run)  # the only G-DNN there: L=4
+    assert isinstance(gdnn, GDNN) and gdnn.L == 4.0 and gdnn.input_scale == 3.0
+    assert list(gdnn.activation_scales) == gmeta["activation_scales"] == [1.0, 2.0, 1.0]
+    snn, smeta = P.load_snn(run, 4.0)
+    assert smeta["t_il_mode"] == "static" and snn.static_t_il == smeta["static_t_il"]
+    spiking = x.double() * 3.0
+    reference = gdnn.double()(spiking)
+    result = snn.run(spiking)
+    assert torch.equal(result.predictions, reference.argmax(1)) or sum(result.clipped) > 0
+    # the rebuilt networks score what they scored when they were saved
+    labels = test.labels[:64]
+    x64 = to_float(test.images[:64])
+    with torch.no_grad():
+        dnn_acc = (dnn((x64 - 0.1307) / 0.3081).argmax(1) == labels).float().mean()
+        g_acc = (P.load_gdnn(run)[0](x64 * 3.0).argmax(1) == labels).float().mean()
+    assert float(dnn_acc) == pytest.approx(meta["metrics"]["eval_top1"])
+    assert float(g_acc) == pytest.approx(gmeta["metrics"]["eval_top1"])
+    for name in ("dnn", "gdnn_L4", "snn_L4"):
+        text = (run / f"{name}.json").read_text()
+        assert "pickle" not in text and json.loads(text)["metadata"]["dataset"] == "mnist"
+
+
+def test_find_L_picks_the_only_one_or_asks(run, tmp_path):
+    assert P.find_L(run) == 4.0
+    with pytest.raises(P.PipelineError, match="no gdnn"):
+        P.find_L(tmp_path)
+    for L in (2, 3):
+        (tmp_path / f"gdnn_L{L}.safetensors").write_bytes(b"")
+    with pytest.raises(P.PipelineError, match="choose one with --L"):
+        P.find_L(tmp_path)
+    assert P.l_tag(2.5) == "L2.5" and P.l_tag(5.0) == "L5"
+
+
+@pytest.mark.filterwarnings("ignore:input normalisation folded")
+def test_user_model_spec_through_the_whole_chain(tmp_path):
+    source = tmp_path / "mynets.py"
+    source.write_text(USER_MODEL)
+    folder = tmp_path / "user"
+    meta = P.train_dnn(folder, model=None, model_spec=f"{source}:small_cnn",
+                       arch_kwargs={"channels": 4}, input_shape=[1, 28, 28], epochs=1, **FAST)  # fmt: skip
+    assert meta["architecture"] is None and meta["model_spec"].endswith("mynets.py:small_cnn")
+    P.finetune(folder, L=3.0, epochs=1, progress=False)
+    P.convert_run(folder)
+    result = P.evaluate_run(folder, backends=("closed_form", "clocked"), progress=False)
+    assert result["model"].endswith("small_cnn") and result["samples"] == 64
+    assert result["agreement"] == {"closed_form": 1.0, "clocked": 1.0}
+    assert result["layer_names"] == ["conv1", "avgpool2", "fc3"]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    folder = tmp_path / "r"
+    P.train_dnn(folder, epochs=1, max_steps=2, **FAST)
+    with pytest.raises(P.PipelineError, match="lr"):
+        P.train_dnn(folder, epochs=1, lr=5e-4, resume=True, **FAST)
+    with pytest.raises(P.PipelineError, match="shape"):
+        P.train_dnn(tmp_path / "c", dataset="mnist", model="vgg_cifar", **FAST)
+
+
+def test_finetune_with_zero_epochs_keeps_the_prepared_weights(run, tmp_path):
+    import shutil
+
+    folder = tmp_path / "zero"
+    folder.mkdir()
+    for name in ("dnn.safetensors", "dnn.json"):
+        shutil.copy(run / name, folder / name)
+    meta = P.finetune(folder, L=2.0, epochs=0, input_scale=1.0, progress=False)
+    assert meta["history"] == [] and meta["completed"]
+    gdnn, _ = P.load_gdnn(folder, 2.0)
+    dnn, dmeta = P.load_dnn(folder)
+    again = P.prepare_from(dnn, {**meta, "normalization": dmeta["normalization"]})
+    for (k, a), (_, b) in zip(gdnn.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_parse_floats():
+    assert P.parse_floats("1, 2,3.5", "L") == [1.0, 2.0, 3.5]
+    with pytest.raises(P.PipelineError):
+        P.parse_floats("1,x", "L")
+    with pytest.raises(P.PipelineError):
+        P.check_L(float("nan"))
