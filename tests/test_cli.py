@@ -14,14 +14,7 @@ from safetensors.torch import load_file
 
 from tdsnn.cli import build_parser, main
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small workloads: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SMALL = ["--train-limit", "512", "--test-limit", "200", "--quiet", "--threads", "1"]

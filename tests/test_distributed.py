@@ -27,14 +27,7 @@ from tdsnn.distributed import (
 from tdsnn.evaluation import evaluate
 from tdsnn.training import train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small workloads: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 GLOBAL_BATCH = 32

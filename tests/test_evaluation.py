@@ -12,14 +12,7 @@ from tdsnn.data import load_dataset, to_float
 from tdsnn.evaluation import InputSpec, evaluate, format_table
 from tdsnn.models import build_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small workloads: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SCHEMA_KEYS = {

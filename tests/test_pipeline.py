@@ -11,14 +11,7 @@ from tdsnn import pipeline as P
 from tdsnn.data import load_dataset, to_float
 from tdsnn.prepare import GDNN
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small workloads: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 FAST = {"train_limit": 256, "test_limit": 64, "progress": False, "batch_size": 64}

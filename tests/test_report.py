@@ -223,3 +223,10 @@ def test_terminal_table():
     assert "1.10" in text and "0.92" in text  # ours and the paper's top-1 error
     assert "2293k" in text and "2239k" in text
     assert "latency 17.25 steps" in text
+
+
+def test_synapse_names_from_the_evaluation_schema():
+    from tdsnn.report import synapse_layer_names
+
+    evaluation = {"t_il_mean": [9.0, 8.8, 10.9], "layer_names": ["conv1", "fc2", "fc3"]}
+    assert synapse_layer_names(evaluation) == ["conv1", "fc2", "fc3"]

@@ -11,14 +11,7 @@ from tdsnn.checkpoint import load_training_state
 from tdsnn.distributed import make_eval_loader, make_train_loader
 from tdsnn.training import TrainingError, classify, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small workloads: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(dropout: bool = False, seed: int = 0) -> nn.Sequential:

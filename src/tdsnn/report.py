@@ -256,6 +256,9 @@ def synapse_layer_names(evaluation: dict) -> list[str]:
     max-pool (``pool*``); the output layer does not spike and is called "output".
     """
     n = len(evaluation.get("t_il_mean") or [])
+    given = list(evaluation.get("layer_names") or [])
+    if len(given) == n and "input" not in given:  # the evaluation names the synapse layers
+        return [str(name) for name in given]
     names = [
         name
         for name in (evaluation.get("layer_names") or [])[1:]

@@ -12,6 +12,7 @@ operation is counted as it happens.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -27,6 +28,40 @@ def _per_sample(values: Tensor, like: Tensor) -> Tensor:
     return values.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
+def inhibitory_period(
+    drive: Callable[[Tensor], Tensor],
+    t_in: Tensor,
+    t_il: Tensor,
+    fanout: Tensor,
+    decay: float,
+    bias: tuple[int, Tensor] | None = None,
+) -> tuple[Tensor, int, int]:
+    """Steps ``t = 0 .. T_il`` (per sample): leak, then add the ``drive`` of the spikes
+    arriving at ``t`` (and the bias neuron's weight at its time); firing is inhibited.
+
+    Returns the potentials, the synaptic events and the leak steps.
+    """
+    V: Tensor | None = None
+    synaptic = leaks = 0
+    batch = t_in.shape[0]
+    for t in range(int(t_il.max()) + 1):
+        spikes = (t_in == t).to(fanout.dtype)
+        synaptic += int(round(float((spikes * fanout).sum(dtype=torch.float64))))
+        step = drive(spikes)
+        if V is None:
+            V = torch.zeros_like(step)
+        if t > 0:
+            in_period = t <= t_il
+            V = torch.where(_per_sample(in_period, V), V * decay, V)
+            leaks += int(in_period.sum()) * int(V[0].numel())
+        V = V + step
+        if bias is not None and t == bias[0]:
+            V = V + bias[1].reshape((1, -1) + (1,) * (V.dim() - 2))
+            synaptic += int(V[0].numel()) * batch
+    assert V is not None
+    return V, synaptic, leaks
+
+
 def run_synapse(
     layer: SpikingSynapse,
     t_in: Tensor,
@@ -38,31 +73,12 @@ def run_synapse(
     """Simulate one synapse layer through its inhibitory and active periods."""
     L = layer.L
     decay = math.exp(-1.0 / L)
-    batch = t_in.shape[0]
-    t_bias = bias_spike_time(L)
-    bias_w = layer.bias_neuron_weight
-    fanout = fanout.to(dtype)
-    V: Tensor | None = None
-    synaptic = 0
-    leaks = 0
-    # Inhibitory period: t = 0 .. T_il (per sample); firing is inhibited.
-    for t in range(int(t_il.max()) + 1):
-        in_period = t <= t_il
-        spikes = (t_in == t).to(dtype)
-        synaptic += int(round(float((spikes * fanout).sum(dtype=torch.float64))))
-        drive = layer.synaptic_input(spikes)
-        if V is None:
-            V = torch.zeros_like(drive)
-        if t > 0:
-            live = _per_sample(in_period, V)
-            V = torch.where(live, V * decay, V)
-            leaks += int(in_period.sum()) * int(V[0].numel())
-        V = V + drive
-        if bias_w is not None and t == t_bias:
-            shape = (1, -1, 1, 1) if V.dim() == 4 else (1, -1)
-            V = V + bias_w.to(dtype).reshape(shape)
-            synaptic += int(V[0].numel()) * batch
-    assert V is not None
+    bias = None
+    if layer.bias_neuron_weight is not None:
+        bias = (bias_spike_time(L), layer.bias_neuron_weight.to(dtype))
+    V, synaptic, leaks = inhibitory_period(
+        layer.synaptic_input, t_in, t_il, fanout.to(dtype), decay, bias
+    )
     neurons = int(V[0].numel())
     events = SNNLayerEvents(
         name=layer.name,
@@ -79,28 +95,37 @@ def run_synapse(
         return V * _per_sample(torch.exp(t_il.to(dtype) / L), V), events
     # Active period: tau = 0 releases the inhibition; ticks from tau = 1 on.
     w_tick = _per_sample(tick_weight(t_il.to(dtype), L), V)
+    t_out, ticks, events.clipped = active_period(V, w_tick, decay, limit, layer.name)
+    events.tick_adds = ticks
+    events.own_leaks = leaks + ticks
+    return t_out, events
+
+
+def active_period(
+    V: Tensor, w_tick: Tensor, decay: float, limit: int | None, name: str
+) -> tuple[Tensor, int, int]:
+    """Release the inhibition: fire at ``tau = 0`` where ``V >= 0``, then tick and leak.
+
+    Returns the firing steps, the ticks delivered to not-yet-fired neurons (each also
+    a leak step) and how many neurons a static ``limit`` forced to fire.
+    """
     fired = V >= 0
     t_out = torch.zeros_like(V)
-    ticks = 0
-    tau = 0
+    ticks = clipped = tau = 0
     while not bool(fired.all()):
         tau += 1
         if tau > MAX_ACTIVE_STEPS:
-            raise RuntimeError(f"layer '{layer.name}': neurons did not fire within {tau} steps")
+            raise RuntimeError(f"layer '{name}': neurons did not fire within {tau} steps")
         waiting = ~fired
-        count = int(waiting.sum())
-        ticks += count
-        leaks += count
+        ticks += int(waiting.sum())
         V = torch.where(waiting, V * decay + w_tick, V)
         now = waiting & (V >= 0)
         if limit is not None and tau >= limit:
-            events.clipped += int((waiting & ~now).sum())
+            clipped += int((waiting & ~now).sum())
             now = waiting  # the static active period ends: the rest fire now
         t_out[now] = tau
         fired |= now
-    events.tick_adds = ticks
-    events.own_leaks = leaks
-    return t_out, events
+    return t_out, ticks, clipped
 
 
 def run_maxpool(
@@ -135,37 +160,11 @@ def run_leaky_maxpool(
     decay = math.exp(-1.0 / layer.L)
     dtype = t_in.dtype
     ratio = torch.tensor([layer.tick_ratio(int(t)) for t in t_il], dtype=dtype, device=t_in.device)
-    fanout = fanout.to(dtype)
-    V: Tensor | None = None
-    synaptic = leaks = 0
-    for t in range(int(t_il.max()) + 1):
-        spikes = (t_in == t).to(dtype)
-        synaptic += int(round(float((spikes * fanout).sum(dtype=torch.float64))))
-        drive = -layer.window_count(spikes)
-        if V is None:
-            V = torch.zeros_like(drive)
-        if t > 0:
-            in_period = t <= t_il
-            V = torch.where(_per_sample(in_period, V), V * decay, V)
-            leaks += int(in_period.sum()) * int(V[0].numel())
-        V = V + drive
-    assert V is not None
-    w_tick = _per_sample(ratio, V)
-    fired = V >= 0
-    t_out = torch.zeros_like(V)
-    ticks = tau = 0
-    while not bool(fired.all()):
-        tau += 1
-        if tau > MAX_ACTIVE_STEPS:
-            raise RuntimeError(f"max-pool '{layer.name}': neurons did not fire within {tau} steps")
-        waiting = ~fired
-        count = int(waiting.sum())
-        ticks += count
-        leaks += count
-        V = torch.where(waiting, V * decay + w_tick, V)
-        now = waiting & (V >= 0)
-        t_out[now] = tau
-        fired |= now
+    V, synaptic, leaks = inhibitory_period(
+        lambda spikes: -layer.window_count(spikes), t_in, t_il, fanout.to(dtype), decay
+    )
+    t_out, ticks, _ = active_period(V, _per_sample(ratio, V), decay, None, layer.name)
+    leaks += ticks
     events = SNNLayerEvents(
         name=layer.name,
         kind="maxpool_leaky",
