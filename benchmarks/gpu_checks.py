@@ -106,9 +106,9 @@ def throughput(device: torch.device, batch_sizes: list[int]) -> list[dict]:
             with torch.no_grad():
                 dnn = rate(model, x)
                 g = rate(gdnn, x)
-            cf32 = rate(lambda v: snn.run(v, dtype=torch.float32), x)
-            cf64 = rate(lambda v: snn.run(v), x)
-            clocked = rate(lambda v: snn.run(v, backend="clocked"), x, repeats=1)
+            cf32 = rate(lambda v, s=snn: s.run(v, dtype=torch.float32), x)
+            cf64 = rate(lambda v, s=snn: s.run(v), x)
+            clocked = rate(lambda v, s=snn: s.run(v, backend="clocked"), x, repeats=1)
             latency = float(snn.run(x).latency.float().mean())
             row = {"network": name, "batch": batch, "dnn": dnn, "gdnn": g, "closed_form_f32": cf32,
                    "closed_form_f64": cf64, "clocked_f64": clocked, "latency": latency,
