@@ -693,3 +693,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--probe", required=True, help="JSON ProbeSpec (internal)")
     _probe_main(parser.parse_args().probe)
+
+
+def setup(args, specs=None):
+    """Threads, network specs (run folders applied), training configs and fine-tune steps."""
+    threads = set_threads(args.threads)
+    if specs is None:
+        specs = default_specs(args.vgg_width, args.vgg_depth, args.alexnet_width)
+        apply_run_dirs(specs, args.run_dir)
+    return threads, specs, train_configs(args), finetune_steps(args)

@@ -339,12 +339,7 @@ def headline(net: dict, tolerance: float = 0.5) -> dict:
 
 
 def run(args, specs=None, prepared=None) -> dict:
-    threads = c.set_threads(args.threads)
-    if specs is None:
-        specs = c.default_specs(args.vgg_width, args.vgg_depth, args.alexnet_width)
-        c.apply_run_dirs(specs, args.run_dir)
-    cfgs = c.train_configs(args)
-    steps = c.finetune_steps(args)
+    threads, specs, cfgs, steps = c.setup(args, specs)
     have_sj = spikingjelly_available()
     if not have_sj:
         c.log(INSTALL_HINT)

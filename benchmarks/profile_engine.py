@@ -74,12 +74,7 @@ def conv_kernels() -> dict[str, list[str]]:
 
 
 def run(args, specs=None, prepared=None) -> dict:
-    threads = c.set_threads(args.threads)
-    if specs is None:
-        specs = c.default_specs(args.vgg_width, args.vgg_depth, args.alexnet_width)
-        c.apply_run_dirs(specs, args.run_dir)
-    cfgs = c.train_configs(args)
-    steps = c.finetune_steps(args)
+    threads, specs, cfgs, steps = c.setup(args, specs)
     results: dict = {"machine": c.machine_info(), "threads": threads, "profiles": [],
                      "dnn_float64_penalty": [], "conv_kernels": conv_kernels()}
     for role in args.profile_networks:

@@ -53,12 +53,7 @@ def measure_config(dnn, gdnn, ds, batch, timing, probe_base: c.ProbeSpec | None,
 
 
 def run(args, specs=None, prepared=None) -> dict:
-    threads = c.set_threads(args.threads)
-    if specs is None:
-        specs = c.default_specs(args.vgg_width, args.vgg_depth, args.alexnet_width)
-        c.apply_run_dirs(specs, args.run_dir)
-    cfgs = c.train_configs(args)
-    steps = c.finetune_steps(args)
+    threads, specs, cfgs, steps = c.setup(args, specs)
     batch = args.scaling_batch
     timing = (
         c.TimingConfig(warmup=1, min_repeats=2, max_repeats=5, target_s=0.3)

@@ -147,12 +147,7 @@ def plot(results: dict, path: Path) -> Path:
 
 def run(args, specs=None, prepared=None) -> dict:
     """Measure every network; ``prepared`` maps role -> (spec, cfg, dnn, dnn_meta, gdnn, gdnn_meta)."""
-    threads = c.set_threads(args.threads)
-    if specs is None:
-        specs = c.default_specs(args.vgg_width, args.vgg_depth, args.alexnet_width)
-        c.apply_run_dirs(specs, args.run_dir)
-    cfgs = c.train_configs(args)
-    steps = c.finetune_steps(args)
+    threads, specs, cfgs, steps = c.setup(args, specs)
     timing = (
         c.TimingConfig(warmup=1, min_repeats=3, max_repeats=10, target_s=0.3)
         if args.quick
