@@ -702,3 +702,13 @@ def setup(args, specs=None):
         specs = default_specs(args.vgg_width, args.vgg_depth, args.alexnet_width)
         apply_run_dirs(specs, args.run_dir)
     return threads, specs, train_configs(args), finetune_steps(args)
+
+
+def parse_args(doc: str, add_args, argv=None):
+    """The argument parser every benchmark script shares: common options plus its own."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    add_args(parser)
+    return parser.parse_args(argv)

@@ -588,11 +588,7 @@ def fill_defaults(args) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_common_args(parser)
-    add_args(parser)
-    args = parser.parse_args(argv)
+    args = c.parse_args(__doc__, add_args, argv)
     fill_defaults(args)
     results = run(args)
     print(report(results))

@@ -153,11 +153,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_common_args(parser)
-    add_args(parser)
-    args = parser.parse_args(argv)
+    args = c.parse_args(__doc__, add_args, argv)
     print(report(run(args)))
 
 

@@ -77,10 +77,9 @@ def _finite(value: Any) -> float | None:
 def human_count(value: Any) -> str:
     """A count the way the paper prints it: ``2293k``, ``357M``, ``14765M`` (small: exact)."""
     x = _num(value)
-    if x is None or math.isnan(x):
-        return DASH
-    if math.isinf(x):
-        return "∞"
+    special = _not_finite_text(x)
+    if special is not None:
+        return special
     a = abs(x)
     if a < 10_000:
         return exact_count(x)
@@ -91,13 +90,21 @@ def human_count(value: Any) -> str:
     return f"{x / 1e9:.0f}G"
 
 
-def exact_count(value: Any) -> str:
-    """A count with thousands separators (one decimal when it is an average)."""
-    x = _num(value)
+def _not_finite_text(x: float | None) -> str | None:
+    """How a missing, NaN or infinite number is written; None for a finite one."""
     if x is None or math.isnan(x):
         return DASH
     if math.isinf(x):
         return "∞"
+    return None
+
+
+def exact_count(value: Any) -> str:
+    """A count with thousands separators (one decimal when it is an average)."""
+    x = _num(value)
+    special = _not_finite_text(x)
+    if special is not None:
+        return special
     if abs(x - round(x)) < 1e-9:
         return f"{round(x):,}"
     return f"{x:,.1f}"
@@ -116,10 +123,9 @@ def human_energy(pj: Any) -> str:
 
 def _ratio(value: Any) -> str:
     x = _num(value)
-    if x is None or math.isnan(x):
-        return DASH
-    if math.isinf(x):
-        return "∞"
+    special = _not_finite_text(x)
+    if special is not None:
+        return special
     return f"{x:#.3g}".rstrip(".") + "×"
 
 
