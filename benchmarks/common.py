@@ -49,10 +49,11 @@ IMG = DOCS / "img"
 warnings.filterwarnings("ignore", message="input normalisation folded into the padded conv")
 warnings.filterwarnings("ignore", message="the ReLU after the output layer is dropped")
 
-MODES = ("dnn", "gdnn", "closed_form_f64", "closed_form_f32", "clocked_f64")
+MODES = ("dnn", "gdnn", "closed_form", "closed_form_f64", "closed_form_f32", "clocked_f64")
 MODE_LABELS = {
     "dnn": "DNN forward (float32)",
     "gdnn": "G-DNN forward (float32)",
+    "closed_form": "SNN closed_form (certified, default)",
     "closed_form_f64": "SNN closed_form (float64)",
     "closed_form_f32": "SNN closed_form (float32)",
     "clocked_f64": "SNN clocked (float64)",
@@ -471,9 +472,10 @@ def mode_callables(
     table = {
         "dnn": lambda: dnn(x_norm),
         "gdnn": lambda: gdnn(x_raw),
-        "closed_form_f64": lambda: snn.run(x_raw, backend="closed_form", dtype=torch.float64),
-        "closed_form_f32": lambda: snn.run(x_raw, backend="closed_form", dtype=torch.float32),
-        "clocked_f64": lambda: snn.run(x_raw, backend="clocked", dtype=torch.float64),
+        "closed_form": lambda: snn.run(x_raw, backend="closed_form", precision="certified"),
+        "closed_form_f64": lambda: snn.run(x_raw, backend="closed_form", precision="float64"),
+        "closed_form_f32": lambda: snn.run(x_raw, backend="closed_form", precision="float32"),
+        "clocked_f64": lambda: snn.run(x_raw, backend="clocked", precision="float64"),
     }
 
     def wrap(fn):

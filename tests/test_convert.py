@@ -26,7 +26,8 @@ def test_layers_weights_bias_neurons():
     assert torch.equal(conv.synaptic_weight, -gdnn.conv1.weight)
     assert torch.equal(out.synaptic_weight, gdnn.fc3.weight)  # output layer keeps its sign
     g1 = math.exp(math.ceil(5 * math.log(2)) / 5)
-    torch.testing.assert_close(fc.bias_neuron_weight, -gdnn.fc2.bias / g1)
+    torch.testing.assert_close(fc.bias_neuron_weight, -gdnn.fc2.bias.double() / g1)
+    assert fc.bias_neuron_weight.dtype == torch.float64  # not rounded to float32
     assert snn.t_il_mode == "dynamic"
 
 

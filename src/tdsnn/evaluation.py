@@ -5,10 +5,11 @@ normalised pixels ``(pixel/255 - mean) / std``; the G-DNN and the SNN take the r
 non-negative ``pixel/255 * input_scale``, because :func:`tdsnn.prepare` folded the
 normalisation (and the scale) into the first synapse layer.
 
-The G-DNN is evaluated in float64, the precision the SNN simulators use for
-spike times: ``T`` is a ceiling (eq. 10), and in float32 a value within rounding
-of a level boundary can move one step, which is not a conversion error.  So
-``agreement`` measures the conversion itself and should be exactly 1.0.
+The G-DNN is evaluated in float64, the precision whose spike times the SNN
+simulators reproduce (``clocked`` in float64, ``closed_form`` in certified float32,
+proven equal to float64): ``T`` is a ceiling (eq. 10), and in plain float32 a value
+within rounding of a level boundary can move one step, which is not a conversion
+error.  So ``agreement`` measures the conversion itself and should be exactly 1.0.
 
 The result is a JSON-able dict (schema in :func:`evaluate`) read by the report
 and plot writers.
@@ -264,7 +265,7 @@ def evaluate(
             g_logits = _timed(tally, "gdnn", reference, spiking)
         g_pred = _accuracy(tally, "gdnn", g_logits, y)
         for index, backend in enumerate(backends):
-            result = _timed(tally, backend, snn.run, spiking.to(snn_device), backend, torch.float64)
+            result = _timed(tally, backend, snn.run, spiking.to(snn_device), backend)
             pred = _accuracy(tally, f"snn.{backend}", result.logits.to(ctx.device), y)
             tally.add(f"agree.{backend}", int((pred == g_pred).sum()))
             if index == 0:

@@ -31,6 +31,7 @@ def test_random_networks_reproduce_the_gdnn_exactly():
         snn = tdsnn.convert(gdnn)
         ref_times, ref_logits = reference_spike_times(gdnn, case.inputs)
         results = {b: snn.run(case.inputs, backend=b) for b in ("closed_form", "clocked")}
+        results["closed_form_float64"] = snn.run(case.inputs, precision="float64")
         for result in results.values():
             assert len(result.spike_times) == len(ref_times), case.description
             for got, want in zip(result.spike_times, ref_times):
@@ -58,7 +59,7 @@ def test_closed_form_in_float32_equals_the_float32_gdnn():
         case = random_case(seed)
         gdnn = _prepare(case)
         snn = tdsnn.convert(gdnn)
-        result = snn.run(case.inputs, dtype=torch.float32)
+        result = snn.run(case.inputs, precision="float32")
         with torch.no_grad():
             expected = gdnn(case.inputs)
         assert torch.equal(result.logits, expected), case.description

@@ -17,8 +17,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..coding import bias_spike_time, tick_weight
+from ..coding import bias_spike_time, spike_value, tick_weight
 from ..ops import SNNLayerEvents
+from .certified import U32, U64, Certification, near_boundaries
 from .layers import SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 
 MAX_ACTIVE_STEPS = 1_000_000
@@ -28,6 +29,14 @@ def _per_sample(values: Tensor, like: Tensor) -> Tensor:
     return values.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
+def spikes_per_step(t_in: Tensor, fanout: Tensor, steps: int) -> list[int]:
+    """Synaptic events delivered at each step ``0 .. steps-1``: the fan-out of every input
+    neuron that spikes then (one histogram of the spike times, exact integers)."""
+    weights = fanout.to(torch.float64).expand_as(t_in).reshape(-1)
+    hist = torch.bincount(t_in.reshape(-1).long(), weights=weights, minlength=steps)
+    return [int(round(v)) for v in hist[:steps].tolist()]
+
+
 def inhibitory_period(
     drive: Callable[[Tensor], Tensor],
     t_in: Tensor,
@@ -35,31 +44,44 @@ def inhibitory_period(
     fanout: Tensor,
     decay: float,
     bias: tuple[int, Tensor] | None = None,
+    spike_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, int, int]:
     """Steps ``t = 0 .. T_il`` (per sample): leak, then add the ``drive`` of the spikes
     arriving at ``t`` (and the bias neuron's weight at its time); firing is inhibited.
 
-    Returns the potentials, the synaptic events and the leak steps.
+    Spikes are 0/1 tensors of ``spike_dtype`` (default: that of ``t_in``); the potentials
+    are kept in the dtype of ``t_in``.  Returns the potentials, the synaptic events and
+    the leak steps.
     """
-    V: Tensor | None = None
-    synaptic = leaks = 0
+    spike_dtype = spike_dtype or t_in.dtype
+    V: Tensor | None = None  # None: still all zero
+    leak_steps = 0  # leak steps summed over samples (times the neurons at the end)
     batch = t_in.shape[0]
-    for t in range(int(t_il.max()) + 1):
-        spikes = (t_in == t).to(fanout.dtype)
-        synaptic += int(round(float((spikes * fanout).sum(dtype=torch.float64))))
-        step = drive(spikes)
-        if V is None:
-            V = torch.zeros_like(step)
+    last = int(t_il.max())
+    all_in_period = int(t_il.min())  # up to this step every sample is still integrating
+    events = spikes_per_step(t_in, fanout, last + 1)
+    synaptic = sum(events)
+    for t in range(last + 1):
         if t > 0:
-            in_period = t <= t_il
-            V = torch.where(_per_sample(in_period, V), V * decay, V)
-            leaks += int(in_period.sum()) * int(V[0].numel())
-        V = V + step
+            if t <= all_in_period:
+                leak_steps += batch
+                if V is not None:
+                    V.mul_(decay)
+            else:
+                in_period = t <= t_il
+                leak_steps += int(in_period.sum())
+                if V is not None:
+                    V = torch.where(_per_sample(in_period, V), V * decay, V)
+        if events[t]:
+            step = drive((t_in == t).to(spike_dtype))
+            V = step.to(t_in.dtype) if V is None else V.add_(step)
         if bias is not None and t == bias[0]:
-            V = V + bias[1].reshape((1, -1) + (1,) * (V.dim() - 2))
+            if V is None:
+                V = torch.zeros_like(drive(torch.zeros_like(t_in, dtype=spike_dtype)), dtype=t_in.dtype)
+            V.add_(bias[1].reshape((1, -1) + (1,) * (V.dim() - 2)))
             synaptic += int(V[0].numel()) * batch
-    assert V is not None
-    return V, synaptic, leaks
+    assert V is not None, "every input neuron spikes by T_il"
+    return V, synaptic, leak_steps * int(V[0].numel())
 
 
 def run_synapse(
@@ -69,16 +91,34 @@ def run_synapse(
     limit: int | None,
     fanout: Tensor,
     dtype: torch.dtype,
+    certificates: list[Certification] | None = None,
 ) -> tuple[Tensor, SNNLayerEvents]:
-    """Simulate one synapse layer through its inhibitory and active periods."""
+    """Simulate one synapse layer through its inhibitory and active periods.
+
+    With ``certificates`` (a list to append to; potentials in float64), a hidden conv or
+    linear layer sums each step's spikes through its weights in float32 (the spikes are
+    0/1 and the weights float32, so only the sum rounds) and accumulates the potentials
+    in float64; before the release, the potentials of the neurons whose firing step that
+    rounding could change are recomputed (:func:`.certified.near_boundaries`), so the
+    firing steps are those of the float64 simulation.
+    """
     L = layer.L
     decay = math.exp(-1.0 / L)
     bias = None
     if layer.bias_neuron_weight is not None:
         bias = (bias_spike_time(L), layer.bias_neuron_weight.to(dtype))
+    certify = certificates is not None and not layer.is_output and layer.kind != "avgpool"
+    spike_dtype = torch.float32 if certify else dtype
     V, synaptic, leaks = inhibitory_period(
-        layer.synaptic_input, t_in, t_il, fanout.to(dtype), decay, bias
+        layer.synaptic_input, t_in, t_il, fanout.to(dtype), decay, bias, spike_dtype
     )
+    if certify:
+        report = _certify_potentials(layer, V, t_in, t_il)
+        if report.full_float64:  # the bound is too wide: step again in float64
+            V, _, _ = inhibitory_period(
+                layer.synaptic_input, t_in, t_il, fanout.to(dtype), decay, bias
+            )
+        certificates.append(report)
     neurons = int(V[0].numel())
     events = SNNLayerEvents(
         name=layer.name,
@@ -101,30 +141,55 @@ def run_synapse(
     return t_out, events
 
 
+def _certify_potentials(layer: SpikingSynapse, V: Tensor, t_in: Tensor, t_il: Tensor) -> Certification:
+    """Pin down, in place, the potentials at the release whose firing step the float32
+    synaptic sums could have changed.  ``V = -exp(-T_il/L) A`` (eq. 8), so this is the
+    closed form's boundary test on ``A``."""
+    scale = _per_sample(torch.exp(t_il.to(V.dtype) / layer.L), V)
+    A = V.neg().mul_(scale)
+    g = spike_value(t_in, layer.L, torch.float32)
+    n = layer.fan_in() + 2  # the sum, and a float64 weight rounded to float32
+    steps = float(t_il.max()) + 1.0
+    gamma = 1.01 * n * U32 / (1.0 - n * U32) + 8.0 * (n + steps) * U64
+    g_error = (2.0 * float(t_in.max()) / layer.L + 4.0) * U32
+    found = near_boundaries(layer, A, g, t_in, gamma * (1.0 + 2.0 * gamma), g_error)
+    if found is None:
+        n_all = int(V.numel())
+        return Certification(n_all, n_all, n_all, n_all, True)
+    _, where, better, report = found
+    if where.shape[0]:
+        index = tuple(where.t())
+        V[index] = -better / scale.reshape(-1)[where[:, 0]]
+    return report
+
+
 def active_period(
     V: Tensor, w_tick: Tensor, decay: float, limit: int | None, name: str
 ) -> tuple[Tensor, int, int]:
     """Release the inhibition: fire at ``tau = 0`` where ``V >= 0``, then tick and leak.
 
     Returns the firing steps, the ticks delivered to not-yet-fired neurons (each also
-    a leak step) and how many neurons a static ``limit`` forced to fire.
+    a leak step) and how many neurons a static ``limit`` forced to fire.  ``V`` is
+    updated in place (a fired neuron's potential is not read again).
     """
-    fired = V >= 0
-    t_out = torch.zeros_like(V)
+    waiting = V < 0
+    below = torch.empty_like(waiting)
+    t_out = torch.zeros_like(V)  # +1 for every step a neuron is still waiting
     ticks = clipped = tau = 0
-    while not bool(fired.all()):
+    while True:
+        n_waiting = int(waiting.sum())
+        if n_waiting == 0:
+            break
         tau += 1
         if tau > MAX_ACTIVE_STEPS:
             raise RuntimeError(f"layer '{name}': neurons did not fire within {tau} steps")
-        waiting = ~fired
-        ticks += int(waiting.sum())
-        V = torch.where(waiting, V * decay + w_tick, V)
-        now = waiting & (V >= 0)
+        ticks += n_waiting
+        V.mul_(decay).add_(w_tick)
+        t_out.add_(waiting)
+        waiting.logical_and_(torch.lt(V, 0, out=below))
         if limit is not None and tau >= limit:
-            clipped += int((waiting & ~now).sum())
-            now = waiting  # the static active period ends: the rest fire now
-        t_out[now] = tau
-        fired |= now
+            clipped += int(waiting.sum())
+            waiting.zero_()  # the static active period ends: the rest fire now
     return t_out, ticks, clipped
 
 
@@ -133,24 +198,22 @@ def run_maxpool(
 ) -> tuple[Tensor, SNNLayerEvents]:
     """Integrate-and-fire max-pool neurons: threshold = number of inputs in the window."""
     threshold = layer.window_count(torch.ones_like(t_in[:1]))
-    V = torch.zeros_like(layer.window_count(torch.zeros_like(t_in)))
-    t_out = torch.full_like(V, -1.0)
-    synaptic = 0
-    fanout = fanout.to(t_in.dtype)
-    for t in range(int(t_in.max()) + 1):
-        spikes = (t_in == t).to(t_in.dtype)
-        synaptic += int(round(float((spikes * fanout).sum(dtype=torch.float64))))
-        V = V + layer.window_count(spikes)
-        now = (V >= threshold) & (t_out < 0)
-        t_out[now] = t
-    events = SNNLayerEvents(
+    V = torch.zeros_like(layer.window_count(t_in))
+    t_out = torch.zeros_like(V)  # +1 for every step a neuron stays below threshold
+    last = int(t_in.max())
+    events = spikes_per_step(t_in, fanout, last + 1)
+    for t in range(last + 1):
+        if events[t]:
+            V.add_(layer.window_count((t_in == t).to(t_in.dtype)))
+        t_out.add_(V < threshold)
+    events_total = sum(events)
+    return t_out, SNNLayerEvents(
         name=layer.name,
         kind="maxpool",
         neurons=int(V[0].numel()),
         fan_in=layer.kernel_area(),
-        synaptic_adds=synaptic,
+        synaptic_adds=events_total,
     )
-    return t_out, events
 
 
 def run_leaky_maxpool(

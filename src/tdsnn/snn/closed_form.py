@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..coding import spike_value
 from ..ops import SNNLayerEvents
+from .certified import Certification, certified_spike_times
 from .layers import SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 
 
@@ -25,19 +26,28 @@ def run_synapse(
     limit: int | None,
     fanout: Tensor,
     dtype: torch.dtype,
+    certificates: list[Certification] | None = None,
 ) -> tuple[Tensor, SNNLayerEvents]:
     """One synapse layer: output spike times (hidden) or logits (output layer).
 
     ``t_in`` are the input spike times (all ``<= t_il``), ``t_il`` the per-sample
     inhibitory period, ``limit`` a static end of the active period (or None).
+    With ``certificates`` (a list to append to), the layer runs certified float32
+    (:mod:`.certified`): float64 spike times; the output layer runs in float64.
     """
-    A = layer.affine(spike_value(t_in, layer.L, dtype))
-    events = _events(layer, A, t_il, fanout)
+    certify = certificates is not None
     if layer.is_output:
+        A = layer.affine(spike_value(t_in, layer.L, torch.float64 if certify else dtype))
+        events = _events(layer, A, t_il, fanout)
         events.own_leaks = events.inhibit_steps * events.neurons
         return A, events
-    # T(ReLU(A)) in place: A is not needed any more.
-    t_out = A.clamp_(min=0).log1p_().mul_(layer.L).ceil_()
+    if certify:
+        t_out, report = certified_spike_times(layer, t_in, float(t_il.max()))
+        certificates.append(report)
+    else:  # T(ReLU(A)) in place: A is not needed any more.
+        A = layer.affine(spike_value(t_in, layer.L, dtype))
+        t_out = A.clamp_(min=0).log1p_().mul_(layer.L).ceil_()
+    events = _events(layer, t_out, t_il, fanout)
     if limit is not None:
         events.clipped = int((t_out > limit).sum())
         t_out.clamp_(max=limit)
@@ -56,9 +66,9 @@ def exact_sum(times: Tensor) -> int:
     return int(per_sample.sum(dim=1).double().sum())
 
 
-def _events(layer: SpikingSynapse, A: Tensor, t_il: Tensor, fanout: Tensor) -> SNNLayerEvents:
-    batch = A.shape[0]
-    neurons = int(A[0].numel())
+def _events(layer: SpikingSynapse, out: Tensor, t_il: Tensor, fanout: Tensor) -> SNNLayerEvents:
+    batch = out.shape[0]
+    neurons = int(out[0].numel())
     # Every input neuron fires exactly once (a zero fires at t=0), so the synaptic
     # events are the connections of the layer; the bias neuron reaches all outputs.
     synaptic = int(round(float(fanout.sum()))) * batch

@@ -65,23 +65,15 @@ class SpikingSynapse(nn.Module):
 
     @property
     def bias_neuron_weight(self) -> Tensor | None:
-        """Weight of the bias neuron (fires at T(1), encodes 1): ``-b / G(1)``."""
+        """Weight of the bias neuron (fires at T(1), encodes 1): ``-b / G(1)``, in float64
+        (the quotient of a float32 bias rounded to float32 would be off by an ulp)."""
         if self.dnn_bias is None:
             return None
         from ..coding import bias_spike_time
 
         g1 = float(spike_value(torch.tensor(bias_spike_time(self.L)), self.L))
         sign = 1.0 if self.is_output else -1.0
-        return sign * self.dnn_bias / g1
-
-    def linear(self, x: Tensor) -> Tensor:
-        """Apply the DNN's linear map ``W x`` (no bias) in the dtype of ``x``."""
-        if self.kind == "avgpool":
-            return F.avg_pool2d(x, **self.pool_args)
-        w = self.dnn_weight.to(x.dtype)
-        if self.kind == "conv":
-            return F.conv2d(x, w, None, **self.conv_args)
-        return F.linear(x, w)
+        return sign * self.dnn_bias.double() / g1
 
     def affine(self, x: Tensor) -> Tensor:
         """``W x + b``, the G-DNN's pre-activation (bias fused as in the G-DNN's own layer)."""
@@ -94,12 +86,15 @@ class SpikingSynapse(nn.Module):
         return F.linear(x, w, b)
 
     def synaptic_input(self, spikes: Tensor) -> Tensor:
-        """Potential change caused by the spikes of one time step through the SNN synapses.
-
-        Uses the negated weights of hidden layers (``-W x`` equals ``(-W) x`` exactly).
-        """
-        out = self.linear(spikes)
-        return out if self.is_output else -out
+        """Potential change caused by the spikes of one time step through the SNN synapses
+        (the negated weights of hidden layers; ``(-W) x`` equals ``-(W x)`` exactly)."""
+        if self.kind == "avgpool":
+            out = F.avg_pool2d(spikes, **self.pool_args)
+            return out if self.is_output else out.neg_()
+        w = self.synaptic_weight.to(spikes.dtype)
+        if self.kind == "conv":
+            return F.conv2d(spikes, w, None, **self.conv_args)
+        return F.linear(spikes, w)
 
     def bias_map(self, dtype: torch.dtype) -> Tensor | None:
         """The DNN bias, broadcastable against the layer's output."""

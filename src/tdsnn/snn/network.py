@@ -15,6 +15,7 @@ from .layers import SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSy
 from .result import SNNResult
 
 BACKENDS = {"closed_form": closed_form, "clocked": clocked}
+PRECISIONS = ("certified", "float64", "float32")
 
 
 class SNN(nn.Module):
@@ -54,7 +55,7 @@ class SNN(nn.Module):
         self,
         x: Tensor,
         backend: str = "closed_form",
-        dtype: torch.dtype = torch.float64,
+        precision: str | torch.dtype = "certified",
     ) -> SNNResult:
         """Simulate the SNN on a batch of non-negative inputs.
 
@@ -62,16 +63,25 @@ class SNN(nn.Module):
             x: batch of inputs (the same tensor the G-DNN takes), all ``>= 0``.
             backend: ``"closed_form"`` (fast, one DNN-like pass) or ``"clocked"``
                 (faithful time-stepped Algorithm 1).  Both give the same result.
-            dtype: floating type of the potentials; float64 keeps spike times exact
-                at level boundaries, float32 is faster.
+            precision: ``"certified"`` (default): float32 arithmetic whose spike times
+                are proven equal to float64's: the few neurons within float32 rounding
+                of a level boundary get their pre-activation recomputed in float64
+                (closed_form: float32 layers; clocked: float32 synaptic sums per step,
+                float64 potentials); per-layer counts in ``result.extras["certified"]``.
+                ``"float64"``: everything in float64 (the slow reference).
+                ``"float32"``: plain float32, fastest; closed_form then equals the
+                float32 G-DNN bit for bit, but a neuron within float32 rounding of a
+                level boundary may fire one step off float64.  ``torch.float64`` and
+                ``torch.float32`` are accepted for the last two.
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        precision = {torch.float64: "float64", torch.float32: "float32"}.get(precision, precision)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self._check_input(x)
         with torch.no_grad():
-            return self._simulate(x, BACKENDS[backend], backend, dtype)
+            return self._simulate(x, backend, precision)
 
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
@@ -109,13 +119,22 @@ class SNN(nn.Module):
             self._fanout_cache[key] = layer.connection_map(in_shape).to(device)
         return self._fanout_cache[key]
 
-    def _simulate(self, x: Tensor, backend, backend_name: str, dtype: torch.dtype) -> SNNResult:
+    def _simulate(self, x: Tensor, backend_name: str, precision: str) -> SNNResult:
+        backend = BACKENDS[backend_name]
+        certify = precision == "certified"
+        # Spike times and potentials: certified closed_form works in float32 (and
+        # proves its spike times), certified clocked keeps float64 potentials.
+        if precision == "float32" or (certify and backend is closed_form):
+            dtype = torch.float32
+        else:
+            dtype = torch.float64
+        certificates: list | None = [] if certify else None
         L = self.L
         batch = x.shape[0]
         t_bias = bias_spike_time(L)
         synapses = self.synapse_layers
         static = self.static_t_il
-        times = spike_time_float(x.to(dtype), L)
+        times = spike_time_float(x.to(torch.float64 if certify else dtype), L).to(dtype)
         clipped: list[int] = []
         if static is not None:
             clipped.append(int((times > static[0]).sum()))
@@ -160,7 +179,12 @@ class SNN(nn.Module):
                 limit = None
                 if static is not None and not layer.is_output:
                     limit = static[synapse_index + 1]
-                out, ev = backend.run_synapse(layer, times, t_il, limit, fanout, dtype)
+                if certify:
+                    out, ev = backend.run_synapse(
+                        layer, times, t_il, limit, fanout, dtype, certificates=certificates
+                    )
+                else:
+                    out, ev = backend.run_synapse(layer, times, t_il, limit, fanout, dtype)
                 events.append(ev)
                 synapse_index += 1
                 if layer.is_output:
@@ -179,7 +203,10 @@ class SNN(nn.Module):
             clipped = [0] * len(synapses)
         t_il_all = torch.stack(t_il_rows, dim=1).to(torch.int64)
         latency = t_il_all.sum(dim=1)
-        extras = {}
+        run_in = "certified" if certify else ("float32" if dtype == torch.float32 else "float64")
+        extras: dict = {"precision": run_in}
+        if certificates is not None:
+            extras["certified"] = certificates
         if pool_periods:
             pool_t_il = torch.stack(pool_periods, dim=1).to(torch.int64)
             latency = latency + pool_t_il.sum(dim=1)
