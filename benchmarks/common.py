@@ -38,6 +38,7 @@ import tdsnn
 from tdsnn.checkpoint import load_checkpoint, save_checkpoint
 from tdsnn.data import load_dataset, to_float
 from tdsnn.models import build_model
+from tdsnn.scales import calibrate_activation_scales
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -49,13 +50,14 @@ IMG = DOCS / "img"
 warnings.filterwarnings("ignore", message="input normalisation folded into the padded conv")
 warnings.filterwarnings("ignore", message="the ReLU after the output layer is dropped")
 
-MODES = ("dnn", "gdnn", "closed_form", "closed_form_f64", "closed_form_f32", "clocked_f64")
+MODES = ("dnn", "gdnn", "closed_form", "closed_form_f32", "closed_form_f64", "clocked")
 MODE_LABELS = {
     "dnn": "DNN forward (float32)",
     "gdnn": "G-DNN forward (float32)",
     "closed_form": "SNN closed_form (certified, default)",
     "closed_form_f64": "SNN closed_form (float64)",
     "closed_form_f32": "SNN closed_form (float32)",
+    "clocked": "SNN clocked (certified, default)",
     "clocked_f64": "SNN clocked (float64)",
 }
 
@@ -210,6 +212,8 @@ class NetSpec:
     batch: int = 128
     augment: bool = False
     run_dir: str | None = None
+    # "auto": per-layer activation scales calibrated on training images (tdsnn.scales)
+    activation_scales: str | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -228,6 +232,7 @@ def default_specs(vgg_width: float = 0.25, vgg_depth: int = 11, alex_width: floa
             f"VGG-{vgg_depth}-style, width {vgg_width:g} (CIFAR-10, 3x32x32)",
             lr=0.05,
             augment=True,
+            activation_scales="auto",
         ),
         "alexnet": NetSpec(
             f"alexnet_w{alex_width:g}",
@@ -237,6 +242,7 @@ def default_specs(vgg_width: float = 0.25, vgg_depth: int = 11, alex_width: floa
             f"AlexNet-style, width {alex_width:g} (CIFAR-10, 3x32x32)",
             lr=0.05,
             augment=True,
+            activation_scales="auto",
         ),
     }
 
@@ -417,15 +423,28 @@ def get_dnn(spec: NetSpec, cfg: TrainConfig) -> tuple[nn.Module, dict]:
     return model, meta
 
 
+CALIBRATION_IMAGES = 512
+
+
 def make_gdnn(spec: NetSpec, dnn: nn.Module, L: float) -> tdsnn.GDNN:
+    """``tdsnn.prepare`` with the data set's normalisation folded in; with
+    ``activation_scales="auto"``, scales calibrated on the first training images."""
     ds = dataset(spec.dataset, "test")
-    return tdsnn.prepare(dnn, L=L, input_mean=ds.mean, input_std=ds.std).eval()
+    scales = None
+    if spec.activation_scales == "auto":
+        train = dataset(spec.dataset, "train")
+        scales = calibrate_activation_scales(
+            dnn, raw_images(train, CALIBRATION_IMAGES), input_mean=ds.mean, input_std=ds.std
+        )
+    return tdsnn.prepare(
+        dnn, L=L, input_mean=ds.mean, input_std=ds.std, activation_scales=scales
+    ).eval()
 
 
 def gdnn_path(spec: NetSpec, cfg: TrainConfig, L: float, steps: int) -> Path:
     if spec.run_dir and float(L) == 5.0 and (Path(spec.run_dir) / "gdnn_L5.safetensors").exists():
         return Path(spec.run_dir) / "gdnn_L5.safetensors"
-    key = _key(str(dnn_path(spec, cfg)), float(L), steps, FINETUNE_BATCH)
+    key = _key(str(dnn_path(spec, cfg)), float(L), steps, FINETUNE_BATCH, spec.activation_scales)
     return CACHE / "models" / f"{spec.key}_gdnn_L{L:g}_s{steps}_{key}.safetensors"
 
 
@@ -475,6 +494,7 @@ def mode_callables(
         "closed_form": lambda: snn.run(x_raw, backend="closed_form", precision="certified"),
         "closed_form_f64": lambda: snn.run(x_raw, backend="closed_form", precision="float64"),
         "closed_form_f32": lambda: snn.run(x_raw, backend="closed_form", precision="float32"),
+        "clocked": lambda: snn.run(x_raw, backend="clocked", precision="certified"),
         "clocked_f64": lambda: snn.run(x_raw, backend="clocked", precision="float64"),
     }
 
@@ -688,7 +708,7 @@ def train_configs(args) -> dict[str, TrainConfig]:
 def finetune_steps(args) -> int:
     if args.finetune_steps is not None:
         return args.finetune_steps
-    return 10 if args.quick else 300
+    return 10 if args.quick else 1000
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import torch
 
 import tdsnn
 
-CONFIGS = (("closed_form", torch.float64), ("closed_form", torch.float32), ("clocked", torch.float64))
+CONFIGS = (("closed_form", "certified"), ("closed_form", "float32"), ("clocked", "certified"))
 
 
 def _name(func: tuple) -> str:
@@ -99,12 +99,12 @@ def run(args, specs=None, prepared=None) -> dict:
             dnn32_s, dnn64_s = pair["f32"]["median_s"], pair["f64"]["median_s"]
         results["dnn_float64_penalty"].append({"network": spec.label, "batch": x.shape[0],
                                                "dnn_f32_s": dnn32_s, "dnn_f64_s": dnn64_s})
-        for backend, dtype in CONFIGS:
+        for backend, precision in CONFIGS:
             prof = profile_call(
-                lambda s=snn, v=x, b=backend, d=dtype: s.run(v, backend=b, dtype=d)
+                lambda s=snn, v=x, b=backend, d=precision: s.run(v, backend=b, precision=d)
             )
             prof.update(network=spec.label, batch=x.shape[0], backend=backend,
-                        dtype=str(dtype).replace("torch.", ""), dnn_s=dnn_prof["plain_s"])
+                        dtype=precision, dnn_s=dnn_prof["plain_s"])
             results["profiles"].append(prof)
     results["machine_end"] = c.machine_info()
     c.save_json("profile", results)

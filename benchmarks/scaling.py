@@ -6,8 +6,8 @@
 * depth: ``vgg_cifar(width=0.25, depth=d)`` for d in 11, 13, 16, untrained;
 * L: the trained VGG network of the suite, its G-DNN fine-tuned at every L.
 
-For each: DNN forward (float32, reference), SNN closed_form (float64) and clocked
-(float64) at one batch size; memory is the peak RSS growth of one call in a fresh
+For each: DNN forward (float32, reference), SNN closed_form and clocked (both in the
+default, certified precision) at one batch size; memory is the peak RSS growth of one call in a fresh
 process (see common.MEMORY_METHOD).
 
     python benchmarks/scaling.py [--quick] [--scaling-batch 32]
@@ -24,7 +24,7 @@ import torch
 import tdsnn
 from tdsnn.models import vgg_cifar
 
-SCALING_MODES = ("dnn", "closed_form_f64", "clocked_f64")
+SCALING_MODES = ("dnn", "closed_form", "clocked")
 
 
 def measure_config(dnn, gdnn, ds, batch, timing, probe_base: c.ProbeSpec | None, memory: bool) -> dict:
@@ -46,7 +46,7 @@ def measure_config(dnn, gdnn, ds, batch, timing, probe_base: c.ProbeSpec | None,
             probe = c.ProbeSpec(**{**probe_base.__dict__, "mode": mode, "batch": batch})
             entry["peak_mib"] = c.probe_memory(probe).get("peak_delta_mib", float("nan"))
         row["modes"][mode] = entry
-    row["clocked_vs_latency_dnn"] = times["clocked_f64"]["median_s"] / (
+    row["clocked_vs_latency_dnn"] = times["clocked"]["median_s"] / (
         row["latency_mean"] * times["dnn"]["median_s"]
     )
     return row
@@ -115,10 +115,10 @@ def table(rows: list[dict], key: str) -> str:
         m = r["modes"]
         out.append([
             f"{r[key]:g}", r["dnn_macs"] / 1e6, f"{r['latency_mean']:.1f}",
-            m["dnn"]["images_per_s"], m["closed_form_f64"]["images_per_s"],
-            f"{m['closed_form_f64']['ratio_to_dnn']:.2f}", m["clocked_f64"]["images_per_s"],
+            m["dnn"]["images_per_s"], m["closed_form"]["images_per_s"],
+            f"{m['closed_form']['ratio_to_dnn']:.2f}", m["clocked"]["images_per_s"],
             f"{r['clocked_vs_latency_dnn']:.2f}",
-            m["closed_form_f64"].get("peak_mib", float("nan")), m["clocked_f64"].get("peak_mib", float("nan")),
+            m["closed_form"].get("peak_mib", float("nan")), m["clocked"].get("peak_mib", float("nan")),
         ])
     return c.markdown_table(headers, out)
 
@@ -127,7 +127,7 @@ def report(results: dict) -> str:
     b = results["batch"]
     return "\n".join([
         f"Machine: {c.machine_line(results['machine'])}; load average at the end "
-        f"{results['machine_end'].get('loadavg')}. Batch size {b}; float64 SNNs.",
+        f"{results['machine_end'].get('loadavg')}. Batch size {b}; SNNs in the default (certified) precision.",
         "", f"Width (VGG-16-style, untrained, L=5, batch {b}):", "", table(results["width"], "width"),
         "", f"Depth (width 0.25, untrained, L=5, batch {b}):", "", table(results["depth"], "depth"),
         "", f"Leak constant L ({results['L_network']}, trained, G-DNN fine-tuned "
@@ -148,7 +148,7 @@ def plot(results: dict, path: Path) -> Path:
         rows = results[key]
         xs = [r[key] for r in rows]
         ax = axes[0][col]
-        for mode, style in (("dnn", "o-"), ("closed_form_f64", "s-"), ("clocked_f64", "^-")):
+        for mode, style in (("dnn", "o-"), ("closed_form", "s-"), ("clocked", "^-")):
             ax.plot(xs, [r["modes"][mode]["images_per_s"] for r in rows], style, label=c.MODE_LABELS[mode])
         ax.set_yscale("log")
         ax.set_ylabel(f"images / s (batch {results['batch']})")
@@ -160,7 +160,7 @@ def plot(results: dict, path: Path) -> Path:
         if key == "width":
             ax.set_xscale("log", base=2)
         ax = axes[1][col]
-        for mode, style in (("dnn", "o-"), ("closed_form_f64", "s-"), ("clocked_f64", "^-")):
+        for mode, style in (("dnn", "o-"), ("closed_form", "s-"), ("clocked", "^-")):
             ax.plot(xs, [r["modes"][mode].get("peak_mib", float("nan")) for r in rows], style,
                     label=c.MODE_LABELS[mode])
         ax.set_ylabel("peak RSS growth of one call (MiB)")

@@ -11,7 +11,7 @@ from torch import nn
 import tdsnn
 from tdsnn.coding import spike_value
 from tdsnn.snn.certified import (
-    _receptive_fields,  # noqa: PLC2701 - checked directly
+    ReceptiveFields,
     certified_spike_times,
     ieee_float32,
 )
@@ -115,7 +115,7 @@ def test_receptive_fields_are_the_unfolded_input(groups, padding, stride, dilati
     out = conv(x)
     n, c, i, j = torch.meshgrid(*(torch.arange(s) for s in out.shape), indexing="ij")
     where = torch.stack([n, c, i, j], dim=-1).reshape(-1, 4)
-    fields = _receptive_fields(layer, x, where)  # rows ordered (kh, kw, channel)
+    fields = ReceptiveFields(layer, x).at(where)  # rows ordered (kh, kw, channel)
     rows = conv.weight.detach().permute(0, 2, 3, 1).reshape(6, -1)
     sums = (fields * rows[where[:, 1]]).sum(dim=1) + conv.bias.detach()[where[:, 1]]
     torch.testing.assert_close(sums, out.detach().reshape(-1), rtol=1e-5, atol=1e-5)
@@ -155,12 +155,13 @@ def test_ieee_context_restores_settings():
 
 
 def test_wide_bounds_fall_back_to_float64():
-    """Huge fan-in or magnitudes make the bound useless: the layer runs in float64."""
-    linear = nn.Linear(8, 4)
+    """Huge cancelling weights make every neuron uncertain: the layer runs in float64."""
+    linear = nn.Linear(2, 4)
     with torch.no_grad():
-        linear.weight.fill_(1e6)
+        linear.weight.copy_(torch.tensor([[1e6, -1e6]] * 4))
+        linear.bias.copy_(torch.tensor([0.1, 0.3, 0.5, 0.7]))
     layer = _synapse(linear, 5.0)
-    t_in = torch.randint(0, 5, (2, 8)).float()
+    t_in = torch.full((3, 2), 2.0)  # equal inputs: the weights cancel, A = bias
     got, report = certified_spike_times(layer, t_in, float(t_in.max()))
     assert report.full_float64
     assert torch.equal(got, _float64_times(layer, t_in).float())

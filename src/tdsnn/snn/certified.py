@@ -31,7 +31,8 @@ from .layers import SpikingSynapse
 
 U32 = 2.0**-24  # unit roundoff of float32
 U64 = 2.0**-53  # unit roundoff of float64
-REPAIR_CHUNK = 1 << 22  # float64 elements gathered at a time by the repair
+REPAIR_CHUNK = 1 << 18  # elements gathered at a time by the repair (small: no fresh pages)
+COARSE_CHUNK = 1 << 18  # elements per slice of the boundary test
 FULL_FLOAT64_SHARE = 0.2  # above this share of uncertain neurons, redo the layer in float64
 
 
@@ -100,52 +101,74 @@ def near_boundaries(
     L = layer.L
     if math.isinf(gamma):
         return None
-    # One bound of |W_c| G + |b_c| for the whole layer, from the largest patch norm.
+    # Per position, a bound of |W_c| G + |b_c| valid for every channel c there.
     w_norm, b_abs = _weight_norms(layer, A.device)
     patch = _patch_norm(layer, g)
-    size_max = float(patch.max()) * float(w_norm.max()) + float(b_abs.max())
-    delta = gamma * size_max
-    floor = math.expm1(-0.5 / L)  # A clamped here gives y = -1/2, far from every integer
-    if delta >= -floor / 4:  # the bound is too wide for the cheap test to help
-        return None
-    # Half-width, in y = L ln(1 + A), of the interval A +- delta (the slope of y is at
-    # most L / (1 + floor - delta) there), plus the float32 error of log1p, * L and t - y
-    # (|A| <= size_max bounds y).
-    y_error = 16.0 * U32 * (L * math.log1p(size_max) + 1.0)
-    margin = delta * L / (1.0 + floor - delta) + y_error
-    y = A.clamp_(min=floor).log1p_().mul_(L)  # in place: A is not needed any more
-    t = y.ceil()
-    d = torch.sub(t, y, out=y)  # in [0, 1): y's distance below the next integer
-    near = (d < margin).logical_or_(d > 1.0 - margin)
-    flat = near.view(-1).nonzero().squeeze(1)
+    size = patch * float(w_norm.max())
+    size.add_(float(b_abs.max()))
+    # delta: gamma |W| G plus the float32 error of the test itself (E = exp(t/L), the
+    # subtractions), all relative to 1 + |A| <= 1 + size.
+    slack = g_error + 8.0 * U32
+    delta = size.mul_(gamma + 2.0 * slack).add_(2.0 * slack)
+    t, flat = _coarse_test(A, delta, L)
     report = Certification(int(t.numel()), int(flat.shape[0]), 0, 0, False)
     if flat.shape[0] > FULL_FLOAT64_SHARE * t.numel():
         return None
     flagged = torch.stack(torch.unravel_index(flat, t.shape), dim=1)
-    # Per flagged neuron: its own bound, and T at both ends of A +- bound in float64;
-    # A comes back from y = t - d, within the float32 error of y.
-    y_at = t.view(-1)[flat].double() - d.view(-1)[flat].double()
-    better = torch.expm1(y_at / L)
+    # Per flagged neuron: its own bound, and T at both ends of A +- bound in float64.
+    better = A.reshape(-1)[flat].double()
     channel = flagged[:, 1]
     size = w_norm[channel].double() * _patch_at(layer, patch, flagged).double()
     size = (size + b_abs[channel].double()) * (1.0 + 1e-6)  # >= |W_c| G + |b_c|
-    bound = size * gamma + (1.0 + better.abs()) * (2.0 * y_error / L)
+    bound = size * gamma
     open_ = (~_settled(better, bound, L)).nonzero().squeeze(1)
     report.gathered = int(open_.shape[0])
     if open_.shape[0] == 0:
         return t, flagged, better, report
-    # The rest: their receptive fields summed again in float32, pairwise (error
-    # ~log2(n) ulp instead of n), so that mostly the float32 error of G is left.
+    # The rest: their receptive fields summed again, in float64 (error: mostly the float32
+    # error of G, a few ulp, against n ulp for the float32 sum).
     open_ = open_[torch.argsort(channel[open_], stable=True)]
-    a, levels = _pairwise_field_sums(layer, g, flagged[open_])
+    a = _field_sums(layer, g, flagged[open_])
     n = layer.fan_in() + 1
-    bound = size[open_] * ((levels + 3) * U32 * 1.01 + g_error + 4.0 * n * U64)
+    bound = size[open_] * (g_error * 1.01 + 8.0 * n * U64)
     better[open_] = a
     todo = open_[~_settled(a, bound, L)]
     report.recomputed = int(todo.shape[0])
     if todo.shape[0]:  # exact: float64 G from the input spike times
-        better[todo] = _exact_field_sums(layer, t_in, flagged[todo])
+        better[todo] = _field_sums(layer, t_in, flagged[todo], exact=True)
     return t, flagged, better, report
+
+
+def _coarse_test(A: Tensor, delta: Tensor, L: float) -> tuple[Tensor, Tensor]:
+    """``T(A)`` for every neuron, and the flat indices of those within ``delta`` (per sample
+    and position, broadcast over channels) of a level boundary.
+
+    T(A) = t for every A in (exp((t-1)/L) - 1, exp(t/L) - 1]: a neuron is safe when
+    A +- delta stays inside (for t = 0: when A + delta <= 0).  Runs in slices of a few
+    samples, so that the temporaries stay small (cache-resident, no fresh pages).
+    """
+    floor = math.expm1(-0.5 / L)  # below it T = 0 surely: clamping keeps log1p finite
+    shrink = -math.exp(-1.0 / L)
+    high, low = delta + 1.0, delta - 1.0
+    t = torch.empty_like(A)
+    per_sample = A[0].numel()
+    step = max(1, COARSE_CHUNK // per_sample)
+    found = []
+    for start in range(0, A.shape[0], step):
+        a, part = A[start : start + step], t[start : start + step]
+        clamped = a.clamp(min=floor)
+        torch.log1p(clamped, out=part).mul_(L).ceil_()
+        upper = torch.mul(part, 1.0 / L).exp_()  # 1 + the level's upper boundary
+        gap = torch.sub(upper, a)  # 1 + the distance to the upper boundary
+        near = gap < high[start : start + step]
+        # The distance to the lower boundary, minus 1 (t = 0 has none: clamped, it stays > 0).
+        torch.add(clamped, upper, alpha=shrink, out=gap)
+        near.logical_or_(gap < low[start : start + step])
+        hits = near.view(-1).nonzero().squeeze(1)
+        if hits.numel():
+            found.append(hits + start * per_sample)
+    flat = torch.cat(found) if found else torch.empty(0, dtype=torch.long, device=A.device)
+    return t, flat
 
 
 def _settled(a: Tensor, bound: Tensor, L: float) -> Tensor:
@@ -199,7 +222,6 @@ def _weights(layer: SpikingSynapse, device: torch.device) -> dict[str, Tensor]:
             "norm": (rows.norm(dim=1) * (1.0 + 1e-6)).float(),
             "bias_abs": b64.abs().float(),
             "bias": b64,
-            "rows32": rows.float().contiguous(),  # float64 weights round here: one more ulp
             "rows64": torch.cat([rows, b64[:, None]], dim=1),
         }
         cached = (key, values)
@@ -240,84 +262,72 @@ def _patch_at(layer: SpikingSynapse, patch: Tensor, flagged: Tensor) -> Tensor:
     return patch[tuple(flagged.t())]
 
 
-def _pairwise_field_sums(layer: SpikingSynapse, g: Tensor, where: Tensor) -> tuple[Tensor, int]:
-    """``W G + b`` for the neurons at ``where`` (sorted by output channel) from the float32
-    ``g`` of their receptive fields: float32 products, pairwise float32 sums, float64 bias.
+def _field_sums(
+    layer: SpikingSynapse, source: Tensor, where: Tensor, exact: bool = False
+) -> Tensor:
+    """``W G + b`` in float64 for the neurons at ``where`` (rows sorted by output channel),
+    from their receptive fields in ``source``.
 
-    Returns the sums and the number of pairwise levels (the error is at most
-    ``(levels + 1) u`` times ``|W| G``).
+    ``source`` is the float32 ``G``: the products of float32 numbers are exact in float64,
+    so only the float32 error of ``G`` (and float64's own) is left.  With ``exact``, it
+    holds the input spike times and ``G`` is computed in float64.
     """
-    values = _weights(layer, g.device)
-    rows, bias = values["rows32"], values["bias"]
-    out = torch.empty(where.shape[0], dtype=torch.float64, device=g.device)
-    step = max(1, REPAIR_CHUNK // rows.shape[1])
-    levels = 0
-    for start in range(0, where.shape[0], step):
-        chunk = where[start : start + step]
-        products = _receptive_fields(layer, g, chunk)
-        first = 0
-        channels, counts = torch.unique_consecutive(chunk[:, 1], return_counts=True)
-        for channel, count in zip(channels.tolist(), counts.tolist()):
-            products[first : first + count].mul_(rows[channel])
-            first += count
-        width = products.shape[1]
-        levels = 0
-        while width > 1:
-            half = width // 2
-            products[:, :half] += products[:, half : 2 * half]
-            if width % 2:
-                products[:, half] = products[:, 2 * half]
-            width = half + width % 2
-            levels += 1
-        out[start : start + step] = products[:, 0].double() + bias[chunk[:, 1]]
-    return out, levels
-
-
-def _exact_field_sums(layer: SpikingSynapse, t_in: Tensor, where: Tensor) -> Tensor:
-    """``W G + b`` in float64 for the neurons at ``where`` (sorted by output channel), with
-    ``G`` computed in float64 from the input spike times of their receptive fields."""
-    rows = _weights(layer, t_in.device)["rows64"]  # (C_out, K + 1): bias last
+    rows = _weights(layer, source.device)["rows64"]  # (C_out, K + 1): bias last
     # Padding is silence, G = 0: a spike time of -inf there.
-    fields = _receptive_fields(layer, t_in, where, fill=-math.inf)
-    fields = spike_value(fields, layer.L, torch.float64)
-    fields = torch.cat([fields, fields.new_ones((fields.shape[0], 1))], dim=1)
-    out = torch.empty(where.shape[0], dtype=torch.float64, device=t_in.device)
-    first = 0
+    fields = ReceptiveFields(layer, source, fill=-math.inf if exact else 0.0)
+    out = torch.empty(where.shape[0], dtype=torch.float64, device=source.device)
     channels, counts = torch.unique_consecutive(where[:, 1], return_counts=True)
+    per_chunk = max(1, REPAIR_CHUNK // rows.shape[1])
+    start = 0
     for channel, count in zip(channels.tolist(), counts.tolist()):
-        torch.mv(fields[first : first + count], rows[channel], out=out[first : first + count])
-        first += count
+        row = rows[channel]
+        for first in range(start, start + count, per_chunk):
+            last = min(first + per_chunk, start + count)
+            values = fields.at(where[first:last])
+            values = spike_value(values, layer.L, torch.float64) if exact else values.double()
+            torch.mv(values, row[:-1], out=out[first:last])
+        start += count
+    out += rows[where[:, 1], -1]
     return out
 
 
-def _receptive_fields(
-    layer: SpikingSynapse, source: Tensor, where: Tensor, fill: float = 0.0
-) -> Tensor:
-    """One row per neuron at ``where``: its inputs in ``source``, ordered as the weight rows
-    (kh, kw, channel); padding reads as ``fill``."""
-    if layer.kind == "linear":
-        return source.index_select(0, where[:, 0])
-    # A (sample, group, y, x) x (channels of the group) table of the padded input, so
-    # that each receptive field is kh * kw contiguous row reads.
-    groups = layer.conv_args["groups"]
-    stride, dilation = layer.conv_args["stride"], layer.conv_args["dilation"]
-    left, right, top, bottom = _padding(layer)
-    batch, channels, height, width = source.shape
-    per_group = channels // groups
-    tall, wide = height + top + bottom, width + left + right
-    table = source.new_full((batch, groups, tall, wide, per_group), fill)
-    table[:, :, top : top + height, left : left + width] = source.reshape(
-        batch, groups, per_group, height, width
-    ).permute(0, 1, 3, 4, 2)
-    table = table.reshape(-1, per_group)
-    kh, kw = layer.dnn_weight.shape[2:]
-    dy = torch.arange(kh, device=source.device) * dilation[0]
-    dx = torch.arange(kw, device=source.device) * dilation[1]
-    n, c, i, j = where.t()
-    group = c // (layer.dnn_weight.shape[0] // groups)
-    y = ((n * groups + group) * tall + i * stride[0])[:, None] + dy  # (m, kh)
-    at = (y[:, :, None] * wide + (j * stride[1])[:, None, None] + dx).reshape(-1)
-    return table.index_select(0, at).reshape(where.shape[0], -1)
+class ReceptiveFields:
+    """The inputs of chosen neurons as rows ordered like the weight rows (kh, kw, channel),
+    from a table of the padded input built once per layer; padding reads as ``fill``."""
+
+    def __init__(self, layer: SpikingSynapse, source: Tensor, fill: float = 0.0) -> None:
+        self.layer = layer
+        if layer.kind == "linear":
+            self.table = source
+            return
+        # A (sample, group, y, x) x (channels of the group) table, so that each receptive
+        # field is kh * kw contiguous row reads.
+        self.groups = groups = layer.conv_args["groups"]
+        left, right, top, bottom = _padding(layer)
+        batch, channels, height, width = source.shape
+        per_group = channels // groups
+        self.tall, self.wide = height + top + bottom, width + left + right
+        table = source.new_full((batch, groups, self.tall, self.wide, per_group), fill)
+        table[:, :, top : top + height, left : left + width] = source.reshape(
+            batch, groups, per_group, height, width
+        ).permute(0, 1, 3, 4, 2)
+        self.table = table.reshape(-1, per_group)
+        kh, kw = layer.dnn_weight.shape[2:]
+        dilation = layer.conv_args["dilation"]
+        self.dy = torch.arange(kh, device=source.device) * dilation[0]
+        self.dx = torch.arange(kw, device=source.device) * dilation[1]
+        self.outs_per_group = layer.dnn_weight.shape[0] // groups
+
+    def at(self, where: Tensor) -> Tensor:
+        """One row per neuron index row of ``where``."""
+        if self.layer.kind == "linear":
+            return self.table.index_select(0, where[:, 0])
+        stride = self.layer.conv_args["stride"]
+        n, c, i, j = where.t()
+        plane = (n * self.groups + c // self.outs_per_group) * self.tall
+        y = (plane + i * stride[0])[:, None] + self.dy  # (m, kh)
+        at = (y[:, :, None] * self.wide + (j * stride[1])[:, None, None] + self.dx).reshape(-1)
+        return self.table.index_select(0, at).reshape(where.shape[0], -1)
 
 
 def _padding(layer: SpikingSynapse) -> tuple[int, int, int, int]:
