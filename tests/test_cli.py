@@ -100,11 +100,12 @@ def test_stages_one_by_one(trained, tmp_path, capsys, monkeypatch):
     assert run_cli("convert", "--from", trained, "--calibrate", "100") == 0
     assert "static" in capsys.readouterr().out
     assert run_cli("evaluate", "--from", trained, "--backends", "closed_form", "--limit", "60",
-                   "--quiet") == 0  # fmt: skip
+                   "--precision", "float64", "--quiet") == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "SNN closed_form" in printed and "evaluation.json" in printed
     evaluation = json.loads((trained / "evaluation.json").read_text())
     assert evaluation["t_il_mode"] == "static" and evaluation["samples"] == 60
+    assert evaluation["precision"] == "float64"
     assert (trained / "evaluation_L5.json").is_file()
     assert run_cli("convert", "--from", trained) == 0
     assert "dynamic" in capsys.readouterr().out
@@ -166,6 +167,7 @@ def test_sweep_over_L(trained, capsys):
         (["finetune", "--from", "{tmp}", "--L", "-1"], "L must be"),
         (["sweep", "--from", "{tmp}", "--L", "1,x"], "L must be"),
         (["evaluate", "--from", "{tmp}", "--backends", "euler"], "backends"),
+        (["evaluate", "--from", "{tmp}", "--precision", "half"], "precision"),
         (["train", "--model-spec", "{tmp}/nothing.py:net"], "not found"),
     ],
 )

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SCHEMA_KEYS = {
     "model", "dataset", "L", "input_scale", "samples", "accuracy", "agreement",
     "disagreements", "latency", "t_il_mean", "layer_names", "spikes_per_sample",
-    "spikes_per_layer", "ops", "energy_pj", "clipped", "t_il_mode", "timing_s",
+    "spikes_per_layer", "ops", "energy_pj", "clipped", "t_il_mode", "timing_s", "precision",
 }  # fmt: skip
 MEAN, STD = (0.1307,), (0.3081,)
 
@@ -79,6 +79,20 @@ def test_evaluate_schema_agreement_and_counts(mnist_test, nets):
     # the latency is the sum of the inhibitory periods
     assert result["latency"]["mean"] == pytest.approx(sum(result["t_il_mean"]))
     assert "agreement" in format_table(result)
+    assert result["precision"] == "certified"
+
+
+def test_precisions_give_the_same_evaluation(mnist_test, nets):
+    dnn, gdnn = nets
+    snn = tdsnn.convert(gdnn)
+    runs = {
+        p: evaluate(dnn, gdnn, snn, mnist_test, backends=("closed_form",), input_mean=MEAN,
+                    input_std=STD, limit=64, progress=False, precision=p)
+        for p in ("certified", "float64")
+    }  # fmt: skip
+    assert runs["float64"]["precision"] == "float64"
+    for key in ("accuracy", "agreement", "latency", "spikes_per_layer", "ops"):
+        assert runs["certified"][key] == runs["float64"][key], key
 
 
 def test_each_network_gets_its_own_input(mnist_test, nets):

@@ -298,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", type=_backends, default=["closed_form", "clocked"],
                    help="closed_form,clocked (default both)")  # fmt: skip
     p.add_argument("--limit", type=_positive_int, help="evaluate the first N test images")
+    p.add_argument("--precision", choices=("certified", "float64", "float32"), default="certified",
+                   help="SNN arithmetic: certified (default; float32 speed, float64 spike "
+                        "times), float64, or float32 (fastest; may differ at level boundaries)")
     p.add_argument("--json", action="store_true", help="print the JSON instead of the table")
     _common(p)
 
@@ -441,6 +444,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_run(
         args.run, L=args.L, backends=args.backends, limit=args.limit,
         batch_size=args.batch_size or 100, progress=_progress(args), device=args.device,
+        precision=args.precision,
     )  # fmt: skip
     print0(json.dumps(result, indent=2) if args.json else format_table(result))
     print0(f"wrote {Path(args.run) / 'evaluation.json'}")

@@ -210,6 +210,7 @@ def evaluate(
     model_name: str = "",
     dataset_name: str | None = None,
     energy: EnergyModel | None = None,
+    precision: str = "certified",
 ) -> dict[str, Any]:
     """Evaluate DNN, G-DNN and SNN (each backend) on a whole test set; return a JSON-able dict.
 
@@ -224,6 +225,8 @@ def evaluate(
         input_mean, input_std: the DNN's input normalisation (None: none).
         limit: evaluate only the first ``limit`` samples.
         device: where the DNN and G-DNN run (the SNN runs where its buffers are).
+        precision: the SNN's arithmetic (:meth:`tdsnn.SNN.run`): ``"certified"`` (default,
+            spike times equal to float64's), ``"float64"`` or ``"float32"``.
 
     Returns ``{"model", "dataset", "L", "input_scale", "samples", "accuracy":
     {"dnn", "gdnn", "snn": {backend}} (each {"top1", "top5"}), "agreement" and
@@ -231,7 +234,7 @@ def evaluate(
     {"mean", "min", "max"} (time steps), "t_il_mean" and "clipped" (per synapse layer,
     named in "layer_names"), "spikes_per_sample", "spikes_per_layer" (input
     included), "ops" {"dnn", "snn": {convention}, "ratios": {convention}} per sample,
-    "energy_pj", "t_il_mode", "timing_s"}``.  With several processes each rank
+    "energy_pj", "t_il_mode", "timing_s", "precision"}``.  With several processes each rank
     evaluates its shard and all metrics are reduced, so every rank gets the total.
     """
     bad = [b for b in backends if b not in BACKENDS]
@@ -265,7 +268,7 @@ def evaluate(
             g_logits = _timed(tally, "gdnn", reference, spiking)
         g_pred = _accuracy(tally, "gdnn", g_logits, y)
         for index, backend in enumerate(backends):
-            result = _timed(tally, backend, snn.run, spiking.to(snn_device), backend)
+            result = _timed(tally, backend, snn.run, spiking.to(snn_device), backend, precision)
             pred = _accuracy(tally, f"snn.{backend}", result.logits.to(ctx.device), y)
             tally.add(f"agree.{backend}", int((pred == g_pred).sum()))
             if index == 0:
@@ -282,9 +285,11 @@ def evaluate(
     if tally.sums["samples"] == 0:
         raise ValueError("the evaluation data is empty")
     dnn_ops = count_dnn_ops(dnn, input_shape)
-    return _summarise(
+    summary = _summarise(
         tally, spec, snn, backends, names, dnn_ops, energy, model_name, dataset_name, data
     )
+    summary["precision"] = precision
+    return summary
 
 
 def _device_of(module: nn.Module) -> torch.device:

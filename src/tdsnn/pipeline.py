@@ -618,6 +618,7 @@ def evaluate_run(
     progress: bool = True,
     device: str = "cpu",
     write_main: bool = True,
+    precision: str = "certified",
 ) -> dict[str, Any]:
     """Evaluate DNN, G-DNN and SNN of a run on the test set; write ``evaluation*.json``.
 
@@ -637,7 +638,7 @@ def evaluate_run(
         dnn, gdnn, snn, test_data,
         backends=backends, input_scale=snn_meta["input_scale"], input_mean=mean,
         input_std=std, batch_size=batch_size, progress=progress, device=context(device).device,
-        model_name=name, dataset_name=test_data.name,
+        model_name=name, dataset_name=test_data.name, precision=precision,
     )  # fmt: skip
     if context().is_main:
         _write_json(run / f"evaluation_{l_tag(L)}.json", result)

@@ -197,3 +197,18 @@ def test_clocked_layers_on_boundaries_match_float64(kind, L, seed):
     assert torch.equal(got.float(), _float64_times(layer, t_in.float()).float())
     assert (events.synaptic_adds, events.tick_adds) == (events64.synaptic_adds, events64.tick_adds)
     assert len(reports) == 1 and reports[0].neurons == got[0].numel() * got.shape[0]
+
+
+def test_small_layers_run_in_float64(monkeypatch):
+    """Below SMALL_LAYER_MACS the certified pass costs more than float64: it is skipped."""
+    from tdsnn.snn import certified
+
+    monkeypatch.setattr(certified, "SMALL_LAYER_MACS", 1 << 24)
+    layer = _synapse(nn.Conv2d(3, 8, 3, padding=1), 5.0)
+    t_in = torch.randint(0, 9, (2, 3, 8, 8)).float()
+    got, report = certified_spike_times(layer, t_in, float(t_in.max()))
+    assert report.full_float64
+    assert torch.equal(got, _float64_times(layer, t_in).float())
+    assert certified._macs(layer, t_in) == 2 * 8 * 8 * 8 * 27
+    big = _synapse(nn.Conv2d(64, 64, 3, stride=2, padding=1), 5.0)
+    assert certified._macs(big, torch.zeros(256, 64, 32, 32)) == 256 * 64 * 16 * 16 * 576

@@ -34,6 +34,9 @@ U64 = 2.0**-53  # unit roundoff of float64
 REPAIR_CHUNK = 1 << 18  # elements gathered at a time by the repair (small: no fresh pages)
 COARSE_CHUNK = 1 << 18  # elements per slice of the boundary test
 FULL_FLOAT64_SHARE = 0.2  # above this share of uncertain neurons, redo the layer in float64
+# Below this many multiply-accumulates a float64 layer costs less than the certified
+# pass's fixed overhead (measured on CPU, benchmarks/): such layers simply run in float64.
+SMALL_LAYER_MACS = 1 << 24
 
 
 @dataclass
@@ -44,7 +47,7 @@ class Certification:
     uncertain: int  # flagged by the cheap per-position test
     gathered: int  # still uncertain after the per-neuron bound: receptive field summed
     recomputed: int  # still uncertain after that: recomputed with float64 G
-    full_float64: bool  # the whole layer was recomputed in float64
+    full_float64: bool  # the layer ran in float64 (a small layer, or the bound too wide)
 
 
 @contextmanager
@@ -74,6 +77,8 @@ def certified_spike_times(
     """
     if layer.kind == "avgpool":  # no weights to bound, and cheap: run it in float64
         return _full_float64(layer, t_in)
+    if _macs(layer, t_in) < SMALL_LAYER_MACS:
+        return _full_float64(layer, t_in)
     g = spike_value(t_in, layer.L, torch.float32)
     with ieee_float32():
         A = layer.affine(g)
@@ -92,9 +97,8 @@ def near_boundaries(
 ) -> tuple[Tensor, Tensor, Tensor, Certification] | None:
     """Find the neurons whose ``T`` an error of ``A`` could change, and pin their ``A`` down.
 
-    ``A`` is an estimate of the pre-activation with ``|A - A_exact| <= gamma (|W| G + |b|)``
-    (overwritten here), ``g`` the float32 ``G`` of the inputs, ``g_error`` its relative
-    error.  Returns ``T(A)`` for all neurons (its dtype), the indices of the uncertain
+    ``A`` is an estimate of the pre-activation with ``|A - A_exact| <= gamma (|W| G + |b|)``,
+    ``g`` the float32 ``G`` of the inputs, ``g_error`` its relative error.  Returns ``T(A)`` for all neurons (its dtype), the indices of the uncertain
     ones, their pre-activations accurate enough that ``T`` of them is float64's, and a
     report; or None when the bound is too wide to help (run the layer in float64).
     """
@@ -180,6 +184,21 @@ def _settled(a: Tensor, bound: Tensor, L: float) -> Tensor:
 
 def _times64(A: Tensor, L: float) -> Tensor:
     return torch.ceil(L * torch.log1p(A.clamp(min=0)))
+
+
+def _macs(layer: SpikingSynapse, t_in: Tensor) -> int:
+    """Multiply-accumulates of the layer on this batch."""
+    out_features = layer.dnn_weight.shape[0]
+    if layer.kind == "linear":
+        return t_in.shape[0] * out_features * layer.fan_in()
+    (kh, kw), (sh, sw) = layer.dnn_weight.shape[2:], layer.conv_args["stride"]
+    (dh, dw), padding = layer.conv_args["dilation"], layer.conv_args["padding"]
+    height, width = t_in.shape[2:]
+    if padding != "same":
+        left, right, top, bottom = _padding(layer)
+        height = (height + top + bottom - dh * (kh - 1) - 1) // sh + 1
+        width = (width + left + right - dw * (kw - 1) - 1) // sw + 1
+    return t_in.shape[0] * out_features * height * width * layer.fan_in()
 
 
 def _full_float64(layer: SpikingSynapse, t_in: Tensor) -> tuple[Tensor, Certification]:
@@ -276,17 +295,21 @@ def _field_sums(
     # Padding is silence, G = 0: a spike time of -inf there.
     fields = ReceptiveFields(layer, source, fill=-math.inf if exact else 0.0)
     out = torch.empty(where.shape[0], dtype=torch.float64, device=source.device)
-    channels, counts = torch.unique_consecutive(where[:, 1], return_counts=True)
     per_chunk = max(1, REPAIR_CHUNK // rows.shape[1])
-    start = 0
-    for channel, count in zip(channels.tolist(), counts.tolist()):
-        row = rows[channel]
-        for first in range(start, start + count, per_chunk):
-            last = min(first + per_chunk, start + count)
-            values = fields.at(where[first:last])
-            values = spike_value(values, layer.L, torch.float64) if exact else values.double()
-            torch.mv(values, row[:-1], out=out[first:last])
-        start += count
+    for start in range(0, where.shape[0], per_chunk):
+        chunk = where[start : start + per_chunk]
+        values = fields.at(chunk)
+        values = spike_value(values, layer.L, torch.float64) if exact else values.double()
+        channels, counts = torch.unique_consecutive(chunk[:, 1], return_counts=True)
+        if len(channels) * 8 > len(chunk):  # few rows per channel: gather the weights too
+            weights = rows.index_select(0, chunk[:, 1])[:, :-1]
+            out[start : start + len(chunk)] = (values * weights).sum(dim=1)
+            continue
+        first = start
+        for channel, count in zip(channels.tolist(), counts.tolist()):
+            torch.mv(values[first - start : first - start + count], rows[channel, :-1],
+                     out=out[first : first + count])
+            first += count
     out += rows[where[:, 1], -1]
     return out
 
