@@ -21,7 +21,7 @@ SMALL = ["--train-limit", "512", "--test-limit", "200", "--quiet", "--threads", 
 SCHEMA_KEYS = {
     "model", "dataset", "L", "input_scale", "samples", "accuracy", "agreement",
     "disagreements", "latency", "t_il_mean", "layer_names", "spikes_per_sample",
-    "spikes_per_layer", "ops", "energy_pj", "clipped", "t_il_mode", "timing_s",
+    "spikes_per_layer", "ops", "energy_pj", "clipped", "t_il_mode", "timing_s", "precision",
 }  # fmt: skip
 
 
