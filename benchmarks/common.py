@@ -383,16 +383,21 @@ def dnn_path(spec: NetSpec, cfg: TrainConfig) -> Path:
     return CACHE / "models" / f"{spec.key}_dnn_{key}.safetensors"
 
 
+def load_into(model: nn.Module, path: Path) -> tuple[nn.Module, dict]:
+    """Load a saved checkpoint into ``model`` (eval mode); its metadata, with the source."""
+    state, meta = load_checkpoint(path)
+    model.load_state_dict(state)
+    model.eval()
+    meta = dict(meta)
+    meta.setdefault("source", str(path))
+    return model, meta
+
+
 def get_dnn(spec: NetSpec, cfg: TrainConfig) -> tuple[nn.Module, dict]:
     """The trained DNN of ``spec``: from its run folder, the cache, or trained now."""
     path = dnn_path(spec, cfg)
-    model = build(spec)
     if path.exists():
-        state, meta = load_checkpoint(path)
-        model.load_state_dict(state)
-        model.eval()
-        meta = dict(meta)
-        meta.setdefault("source", str(path))
+        model, meta = load_into(build(spec), path)
         if "test_accuracy" not in meta:
             ds = dataset(spec.dataset, "test")
             x = normalise(raw_images(ds, cfg.eval_samples), ds)
@@ -460,12 +465,7 @@ def get_gdnn(
         return gdnn, {"L": L, "finetune_steps": 0, "source": "prepared, not fine-tuned"}
     path = gdnn_path(spec, cfg, L, steps)
     if path.exists():
-        state, meta = load_checkpoint(path)
-        gdnn.load_state_dict(state)
-        gdnn.eval()
-        meta = dict(meta)
-        meta.setdefault("source", str(path))
-        return gdnn, meta
+        return load_into(gdnn, path)
     ds_train = dataset(spec.dataset, "train")
     log(f"fine-tuning the G-DNN of {spec.key} at L={L:g} for {steps} steps ...")
     seconds = train_loop(
@@ -479,6 +479,30 @@ def get_gdnn(
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, gdnn.state_dict(), meta)
     return gdnn, meta
+
+
+def models(
+    role: str, spec: NetSpec, cfg: TrainConfig, steps: int, prepared: dict | None = None
+) -> tuple[nn.Module, dict, tdsnn.GDNN, dict]:
+    """(DNN, its metadata, G-DNN at L=5, its metadata) of a network: from ``prepared``
+    (role -> (spec, cfg, dnn, meta, gdnn, gmeta), filled by run_all) or loaded now."""
+    if prepared and role in prepared:
+        return prepared[role][2:]
+    dnn, meta = get_dnn(spec, cfg)
+    gdnn, gmeta = get_gdnn(spec, cfg, dnn, 5.0, steps)
+    return dnn, meta, gdnn, gmeta
+
+
+def save_figure(fig, path: Path, machine: dict, fontsize: int = 7) -> Path:
+    """Title a benchmark figure with the machine, write it as a PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(machine_line(machine), fontsize=fontsize)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 # ----------------------------------------------------------------------------- timing

@@ -354,10 +354,7 @@ def run(args, specs=None, prepared=None) -> dict:
                      "networks": []}
     for role in args.peer_networks:
         spec, cfg = specs[role], cfgs[role]
-        if prepared and role in prepared:
-            dnn, dnn_meta = prepared[role][2], prepared[role][3]
-        else:
-            dnn, dnn_meta = c.get_dnn(spec, cfg)
+        dnn, dnn_meta, _, _ = c.models(role, spec, cfg, steps, prepared)
         ds = c.dataset(spec.dataset, "test")
         n = args.peer_samples or (100 if args.quick else (1000 if spec.dataset == "mnist" else 500))
         x_raw = c.raw_images(ds, n)
@@ -552,13 +549,7 @@ def plot(results: dict, directory: Path) -> list[Path]:
             ax.set_title(net["label"], fontsize=9)
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=6, loc="lower right")
-        fig.suptitle(c.machine_line(results["machine"]), fontsize=7)
-        fig.tight_layout()
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(c.save_figure(fig, directory / name, results["machine"]))
     return paths
 
 

@@ -79,11 +79,7 @@ def run(args, specs=None, prepared=None) -> dict:
                      "dnn_float64_penalty": [], "conv_kernels": conv_kernels()}
     for role in args.profile_networks:
         spec, cfg = specs[role], cfgs[role]
-        if prepared and role in prepared:
-            dnn, gdnn = prepared[role][2], prepared[role][4]
-        else:
-            dnn, _ = c.get_dnn(spec, cfg)
-            gdnn, _ = c.get_gdnn(spec, cfg, dnn, 5.0, steps)
+        dnn, _, gdnn, _ = c.models(role, spec, cfg, steps, prepared)
         snn = tdsnn.convert(gdnn)
         ds = c.dataset(spec.dataset, "test")
         x = c.raw_images(ds, args.profile_batch)

@@ -57,9 +57,7 @@ def prepare_models(args, specs) -> dict:
         if role not in roles:
             continue
         spec, cfg = specs[role], cfgs[role]
-        dnn, meta = c.get_dnn(spec, cfg)
-        gdnn, gmeta = c.get_gdnn(spec, cfg, dnn, 5.0, steps)
-        prepared[role] = (spec, cfg, dnn, meta, gdnn, gmeta)
+        prepared[role] = (spec, cfg, *c.models(role, spec, cfg, steps))
     return prepared
 
 

@@ -169,12 +169,7 @@ def plot(results: dict, path: Path) -> Path:
         if key == "width":
             ax.set_xscale("log", base=2)
     axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(c.machine_line(results["machine"]), fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return c.save_figure(fig, path, results["machine"], fontsize=8)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:

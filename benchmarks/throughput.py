@@ -139,12 +139,7 @@ def plot(results: dict, path: Path) -> Path:
         ax.set_title(net["label"], fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(c.machine_line(results["machine"]), fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return c.save_figure(fig, path, results["machine"])
 
 
 def run(args, specs=None, prepared=None) -> dict:
@@ -161,11 +156,7 @@ def run(args, specs=None, prepared=None) -> dict:
                      "batch_sizes": list(args.batch_sizes)}
     for role in roles:
         spec, cfg = specs[role], cfgs[role]
-        if prepared and role in prepared:
-            _, _, dnn, dnn_meta, gdnn, gdnn_meta = prepared[role]
-        else:
-            dnn, dnn_meta = c.get_dnn(spec, cfg)
-            gdnn, gdnn_meta = c.get_gdnn(spec, cfg, dnn, 5.0, steps)
+        dnn, dnn_meta, gdnn, gdnn_meta = c.models(role, spec, cfg, steps, prepared)
         snn = tdsnn.convert(gdnn)
         ds = c.dataset(spec.dataset, "test")
         x_raw = c.raw_images(ds, max(args.batch_sizes))

@@ -224,8 +224,8 @@ def _error_factor(layer: SpikingSynapse, g_error: float) -> float:
 
 def _weights(layer: SpikingSynapse, device: torch.device) -> dict[str, Tensor]:
     """Cached per layer: ``||W_c||_2`` (rounded up) and ``|b_c|`` per output channel
-    (float32), ``b`` in float64, and the rows of ``W`` in receptive-field order
-    (kh, kw, channel): float32, and float64 with the bias appended."""
+    (float32), and the float64 rows of ``W`` in receptive-field order (kh, kw, channel)
+    with the bias appended."""
     w = layer.dnn_weight
     key = (w.data_ptr(), w._version, str(device))
     cached = getattr(layer, "_certify_cache", None)
@@ -240,7 +240,6 @@ def _weights(layer: SpikingSynapse, device: torch.device) -> dict[str, Tensor]:
         values = {
             "norm": (rows.norm(dim=1) * (1.0 + 1e-6)).float(),
             "bias_abs": b64.abs().float(),
-            "bias": b64,
             "rows64": torch.cat([rows, b64[:, None]], dim=1),
         }
         cached = (key, values)
