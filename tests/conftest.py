@@ -11,3 +11,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished run folder made quickly: LeNet-5 on 128 MNIST images, G-DNN at L=5, SNN.
+
+    Tests that change it must work on a copy (``copy_run``).
+    """
+    from tdsnn import pipeline as P
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = tmp_path_factory.mktemp("tiny") / "run"
+        fast = {"train_limit": 128, "test_limit": 32, "progress": False, "batch_size": 64}
+        P.train_dnn(run, epochs=1, **fast)
+        P.finetune(run, L=5.0, epochs=0, progress=False)
+        P.convert_run(run)
+    finally:
+        torch.set_num_threads(threads)
+    return run
+
+
+@pytest.fixture
+def copy_run(tiny_run, tmp_path):
+    """A private copy of ``tiny_run`` that a test may damage."""
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(tiny_run, target, ignore=shutil.ignore_patterns(".tdsnn.lock"))
+    return target

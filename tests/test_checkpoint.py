@@ -124,7 +124,7 @@ def test_crash_during_save_keeps_previous_checkpoint(
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", crashing_replace)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(CheckpointError, match="simulated crash"):  # an OSError, reported cleanly
         save_checkpoint(path, small_state(1), {"epoch": 2})
     monkeypatch.setattr(os, "replace", real_replace)
 
@@ -144,7 +144,7 @@ def test_failed_first_save_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", fail_json)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="disk full"):
         save_checkpoint(tmp_path / "m.safetensors", small_state(), {})
     assert listing(tmp_path) == set()
 

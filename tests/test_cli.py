@@ -7,12 +7,14 @@ import json
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
+from clitools import one_line_error, run_cli
 from safetensors.torch import load_file
 
-from tdsnn.cli import build_parser, main
+from tdsnn.cli import build_parser
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,19 +27,6 @@ SCHEMA_KEYS = {
 }  # fmt: skip
 
 
-def run_cli(*argv: str) -> int:
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse errors
-        return int(exc.code or 0)
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +103,10 @@ def test_stages_one_by_one(trained, tmp_path, capsys, monkeypatch):
     fake_report = types.ModuleType("tdsnn.report")
 
     def write_report(run_dir, evaluation, sweep=None):
-        calls["report"] = (run_dir, evaluation["samples"], sweep)
-        return [run_dir / "report.md"]
+        calls["report"] = (evaluation["samples"], sweep)
+        path = Path(run_dir) / "report.md"
+        path.write_text("report")
+        return [path]
 
     fake_report.write_report = write_report
     fake_plots = types.ModuleType("tdsnn.plots")
@@ -130,7 +121,8 @@ def test_stages_one_by_one(trained, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tdsnn.report", fake_report)
     monkeypatch.setitem(sys.modules, "tdsnn.plots", fake_plots)
     assert run_cli("report", "--from", trained) == 0
-    assert calls["report"] == (trained, 60, None)
+    assert calls["report"] == (60, None)
+    assert (trained / "report.md").read_text() == "report"  # moved in from a scratch folder
     assert run_cli("inspect", "--from", trained, "--index", "7", "--out", tmp_path) == 0
     assert calls["inspect"] == (1, 0, 9)  # MNIST test sample 7 is a 9
     assert (tmp_path / "raster_7.png").is_file()

@@ -57,3 +57,20 @@ def test_bad_leak_constant(bad):
         spike_time(torch.ones(2), bad)
     with pytest.raises(ConversionError):
         GCoding(bad)
+
+
+def test_leak_range_is_what_float32_represents():
+    from tdsnn.coding import FLOAT32_EXACT, L_MAX, L_MIN, check_leak
+
+    assert check_leak(L_MIN) == L_MIN and check_leak(L_MAX) == L_MAX
+    # Lower end: the first level exp(1/L) stays far below 2**24 (G = 1 still counts next
+    # to it in a float32 sum), and G of large float32 values stays finite.
+    assert math.exp(1 / L_MIN) < 2**15
+    x = torch.tensor([0.0, 1.0, 1e3, 1e30], dtype=torch.float32)
+    assert torch.isfinite(g_activation(x, L_MIN)).all()
+    # Upper end: the spike time of the largest float32 value is an exact float32 integer.
+    top = torch.tensor(torch.finfo(torch.float32).max, dtype=torch.float64)
+    assert int(spike_time(top, L_MAX)) < FLOAT32_EXACT
+    for bad in (L_MIN * 0.99, L_MAX * 1.01, "5", True):
+        with pytest.raises(ConversionError, match=r"\[0\.1, 100000\]"):
+            check_leak(bad)

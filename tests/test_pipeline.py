@@ -84,9 +84,14 @@ def test_user_model_spec_through_the_whole_chain(tmp_path):
     meta = P.train_dnn(folder, model=None, model_spec=f"{source}:small_cnn",
                        arch_kwargs={"channels": 4}, input_shape=[1, 28, 28], epochs=1, **FAST)  # fmt: skip
     assert meta["architecture"] is None and meta["model_spec"].endswith("mynets.py:small_cnn")
-    P.finetune(folder, L=3.0, epochs=1, progress=False)
-    P.convert_run(folder)
-    result = P.evaluate_run(folder, backends=("closed_form", "clocked"), progress=False)
+    with pytest.raises(P.PipelineError, match="never imports code named in a run folder"):
+        P.finetune(folder, L=3.0, epochs=1, progress=False)  # the sidecar's spec is not used
+    spec = f"{source}:small_cnn"
+    P.finetune(folder, L=3.0, epochs=1, progress=False, model_spec=spec)
+    P.convert_run(folder, model_spec=spec)
+    result = P.evaluate_run(
+        folder, backends=("closed_form", "clocked"), progress=False, model_spec=spec
+    )
     assert result["model"].endswith("small_cnn") and result["samples"] == 64
     assert result["agreement"] == {"closed_form": 1.0, "clocked": 1.0}
     assert result["layer_names"] == ["conv1", "avgpool2", "fc3"]

@@ -14,8 +14,10 @@ A checkpoint at ``run/model.safetensors`` is two files:
 Both files are written to temporary files in the target directory, flushed and
 fsynced, then moved into place with :func:`os.replace`: tensors first, sidecar
 last.  If the sidecar cannot be moved into place, the previous tensors file is
-restored, so an exception never leaves a mismatched pair; a crash between the two
-renames can, and is then reported by the sha256 check.
+restored, so an exception never leaves a mismatched pair.  A crash between the two
+renames can; the sha256 check reports it, and :func:`recover_interrupted_saves`
+(run when a writer next takes the run folder) finishes or undoes that save.  Both
+files get the ordinary mode of a new file (0666 less the umask).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "load_metadata",
     "load_state_dict_file",
     "load_training_state",
+    "recover_interrupted_saves",
     "restore_rng_state",
     "save_checkpoint",
     "save_training_state",
@@ -58,6 +61,7 @@ __all__ = [
 FORMAT = "tdsnn-checkpoint"
 FORMAT_VERSION = 1
 RESERVED_PREFIXES = ("optim/", "sched/", "rng/")
+MAX_SIDECAR_BYTES = 64 << 20  # a sidecar is metadata: far below this
 
 PathLike = str | os.PathLike[str]
 
@@ -97,6 +101,13 @@ def _new_temp(directory: Path, name: str) -> tuple[Path, int]:
     temp = directory / f".{name}.{uuid.uuid4().hex[:12]}.tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     return temp, fd
+
+
+def _file_mode() -> int:
+    """The mode a new file gets here (0666 less the umask), for every file of a checkpoint."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _fsync_path(path: Path) -> None:
@@ -172,6 +183,7 @@ def _write_pair(path: PathLike, tensors: dict[str, torch.Tensor], doc: dict[str,
         temp_tensors, fd = _new_temp(directory, path.name)
         os.close(fd)
         safetensors.torch.save_file(tensors, str(temp_tensors), metadata={"format": "pt"})
+        os.chmod(temp_tensors, _file_mode())  # safetensors writes 0600; the sidecar gets 0644
         _fsync_path(temp_tensors)
         doc = {**doc, "sha256": _sha256(temp_tensors)}
 
@@ -203,9 +215,75 @@ def _write_pair(path: PathLike, tensors: dict[str, torch.Tensor], doc: dict[str,
                 _unlink_quietly(path)
             raise
         _fsync_dir(directory)
+    except OSError as exc:  # a full disk, a read-only folder, ...
+        raise CheckpointError(
+            f"cannot write checkpoint {str(path)!r}: {exc.strerror or exc}; "
+            "any previous checkpoint there is unchanged"
+        ) from exc
     finally:
         for leftover in (temp_tensors, temp_json, backup):
             _unlink_quietly(leftover)
+
+
+# ------------------------------------------------------------------------ recovery
+
+
+def _leftovers(directory: Path, suffix: str) -> list[tuple[Path, Path]]:
+    """``(leftover, target)`` for each ``.<target>.<12 hex>.<suffix>`` file of ``directory``."""
+    out = []
+    for path in sorted(directory.glob(f".*.{suffix}")):
+        stem = path.name[1 : -len(suffix) - 1]
+        target, dot, tag = stem.rpartition(".")
+        if dot and len(tag) == 12 and all(c in "0123456789abcdef" for c in tag) and target:
+            out.append((path, directory / target))
+    return out
+
+
+def recover_interrupted_saves(directory: PathLike) -> list[str]:
+    """Complete or undo checkpoint saves that a crash cut short in ``directory``.
+
+    A save renames the new tensors file into place, then the new sidecar.  A crash
+    between the two renames leaves the new tensors beside the old sidecar, with the
+    new sidecar still in its (complete, fsynced) temporary file and the old tensors
+    in a ``.bak`` hard link.  If a temporary sidecar matches the tensors file on
+    disk (sha256), it is renamed into place (the save is finished); otherwise, if
+    a backup matches the current sidecar, it is put back (the save is undone).
+    Leftovers are removed.  Returns one line per action.
+    """
+    directory = Path(directory)
+    done: list[str] = []
+    for temp, sidecar in _leftovers(directory, "tmp"):
+        if sidecar.suffix != ".json":
+            continue
+        try:
+            doc = json.loads(temp.read_text(encoding="utf-8"))
+            tensors = directory / doc["tensors_file"]
+            complete = (
+                doc.get("format") == FORMAT
+                and Path(doc["tensors_file"]).name == doc["tensors_file"]
+                and tensors.is_file()
+                and _sha256(tensors) == doc["sha256"]
+            )
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            complete = False
+        if complete:
+            os.replace(temp, sidecar)
+            done.append(f"finished the interrupted save of {sidecar.name}")
+    for backup, tensors in _leftovers(directory, "bak"):
+        sidecar = tensors.with_suffix(".json")
+        try:
+            expected = json.loads(sidecar.read_text(encoding="utf-8"))["sha256"]
+            mismatched = not tensors.is_file() or _sha256(tensors) != expected
+            restore = mismatched and _sha256(backup) == expected
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            restore = False
+        if restore:
+            os.replace(backup, tensors)
+            done.append(f"undid the interrupted save of {tensors.name}")
+    for leftover, _ in _leftovers(directory, "tmp") + _leftovers(directory, "bak"):
+        _unlink_quietly(leftover)
+        done.append(f"removed leftover {leftover.name}")
+    return done
 
 
 # ------------------------------------------------------------------------- reading
@@ -218,11 +296,21 @@ def _read_sidecar(sidecar: Path) -> dict[str, Any]:
             ".safetensors file plus a .json sidecar (use load_state_dict_file for bare weights)"
         )
     try:
+        if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+            raise CheckpointError(
+                f"checkpoint sidecar {str(sidecar)!r} is over {MAX_SIDECAR_BYTES >> 20} MiB"
+            )
         doc = json.loads(sidecar.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(
             f"checkpoint sidecar {str(sidecar)!r} is not valid JSON: {exc}"
         ) from exc
+    except RecursionError:
+        raise CheckpointError(
+            f"checkpoint sidecar {str(sidecar)!r} is nested too deeply to be a tdsnn sidecar"
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {str(sidecar)!r}: {exc.strerror}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{str(sidecar)!r} is not a {FORMAT} sidecar")
     if doc.get("version") != FORMAT_VERSION:
@@ -241,7 +329,10 @@ def _read_pair(path: PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
     if not tensors_path.is_file():
         raise CheckpointError(f"checkpoint file {str(tensors_path)!r} not found")
     doc = _read_sidecar(sidecar)
-    actual = _sha256(tensors_path)
+    try:
+        actual = _sha256(tensors_path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {str(tensors_path)!r}: {exc.strerror}") from None
     if actual != doc["sha256"]:
         raise CheckpointError(
             f"sha256 of {str(tensors_path)!r} ({actual[:12]}...) does not match its sidecar "

@@ -77,13 +77,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _leak(text: str) -> float:
+    from .coding import check_leak
+
     try:
-        value = float(text)
-    except ValueError:
+        return check_leak(float(text))
+    except ValueError:  # not a number, or outside the range the arithmetic can represent
+        try:
+            check_leak(text)
+        except TDSNNError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
         raise argparse.ArgumentTypeError(f"L must be a number > 0, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"L must be finite and > 0, got {text!r}")
-    return value
 
 
 def _leaks(text: str) -> list[float]:
@@ -108,6 +111,10 @@ def _checked(cast: Callable[[str], Any], valid: Callable[[Any], bool], what: str
 _positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 _count = _checked(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+_non_negative_float = _checked(
+    float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"
+)
+_seed = _checked(int, lambda v: 0 <= v < 2**63, "an integer seed in 0..2**63-1")
 
 
 def _scales(text: str) -> float | list[float] | str:
@@ -159,7 +166,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("common options")
     group.add_argument("--data-dir", help="folder holding the data set (default: built-in places)")
     group.add_argument("--batch-size", type=_positive_int, help="global batch size")
-    group.add_argument("--seed", type=int, help="random seed (model init, data order)")
+    group.add_argument("--seed", type=_seed, help="random seed (model init, data order)")
     group.add_argument("--threads", type=_positive_int, help="torch CPU threads")
     group.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
     group.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -196,6 +203,14 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--train-limit", type=_positive_int, help="use the first N training images")
     group.add_argument("--test-limit", type=_positive_int, help="use the first N test images")
+
+
+def _load_spec(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-spec",
+        help="for a run of a user model: the 'pkg.module:function' or 'file.py:function' it "
+        "was trained with (tdsnn never imports code named in a run folder)",
+    )
 
 
 def _finetune_options(parser: argparse.ArgumentParser, *, in_run: bool) -> None:
@@ -258,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_count, default=DEFAULTS.epochs)
     p.add_argument("--lr", type=_positive_float, default=DEFAULTS.lr)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=_non_negative_float, default=0.0)
     p.add_argument("--scheduler", choices=("cosine", "none"), default="cosine")
     _resumable(p)
     _common(p)
@@ -268,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
              "BatchNorm and normalisation folded, weights compensated), then fine-tune it "
              "with the straight-through gradient into FROM/gdnn_L<L>.safetensors.")  # fmt: skip
     p.add_argument("--from", dest="run", required=True, help="run folder (from `tdsnn train`)")
+    _load_spec(p)
     p.add_argument(
         "--L", type=_leak, default=DEFAULTS.L, help=f"leak constant (default {DEFAULTS.L:g})"
     )
@@ -285,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
              "every layer's inhibitory period follows the sample (dynamic T_il, Algorithm 1); "
              "with --calibrate N it is fixed per layer from N training images (static T_il).")  # fmt: skip
     p.add_argument("--from", dest="run", required=True)
+    _load_spec(p)
     p.add_argument("--L", type=_leak, help="which G-DNN (default: the only one)")
     p.add_argument("--calibrate", type=_positive_int, metavar="N", help="static T_il from N images")
     _common(p)
@@ -294,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
              "agreement, latency, T_il, spikes and operation counts with Table-2 ratios; "
              "writes FROM/evaluation.json and prints a table.")  # fmt: skip
     p.add_argument("--from", dest="run", required=True)
+    _load_spec(p)
     p.add_argument("--L", type=_leak, help="which SNN (default: the only one)")
     p.add_argument("--backends", type=_backends, default=["closed_form", "clocked"],
                    help="closed_form,clocked (default both)")  # fmt: skip
@@ -309,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
              "evaluate, in FROM/sweep/ (the main job's files are left alone); writes "
              "FROM/sweep.json, one evaluation per L.")  # fmt: skip
     p.add_argument("--from", dest="run", required=True)
+    _load_spec(p)
     p.add_argument("--L", type=_leaks, required=True, help="comma-separated, e.g. 1,2,3,4,5")
     p.add_argument("--epochs", type=_count, default=DEFAULTS.finetune_epochs)
     p.add_argument("--lr", type=_positive_float, default=DEFAULTS.finetune_lr)
@@ -328,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
              "Simulate test sample INDEX with the run's SNN and plot its spike times "
              "layer by layer into FROM/inspect/.")  # fmt: skip
     p.add_argument("--from", dest="run", required=True)
+    _load_spec(p)
     p.add_argument("--index", type=_count, default=0)
     p.add_argument("--L", type=_leak)
     p.add_argument("--backend", choices=("closed_form", "clocked"), default="clocked")
@@ -421,6 +441,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         train_limit=args.train_limit, test_limit=args.test_limit, data_dir=args.data_dir,
         resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
+        model_spec=args.model_spec,
     )  # fmt: skip
     _say_stage(meta, gdnn_path(args.run, args.L), f"G-DNN (L={args.L:g})")
     return 0
@@ -429,7 +450,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from .pipeline import convert_run, snn_path
 
-    meta = convert_run(args.run, L=args.L, calibrate=args.calibrate)
+    meta = convert_run(args.run, L=args.L, calibrate=args.calibrate, model_spec=args.model_spec)
     mode = meta["t_il_mode"]
     detail = f" T_il={meta['static_t_il']}" if meta["static_t_il"] else ""
     print(f"SNN saved to {snn_path(args.run, meta['L'])} ({mode}{detail})")
@@ -444,7 +465,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_run(
         args.run, L=args.L, backends=args.backends, limit=args.limit,
         batch_size=args.batch_size or 100, progress=_progress(args), device=args.device,
-        precision=args.precision,
+        precision=args.precision, model_spec=args.model_spec,
     )  # fmt: skip
     print0(json.dumps(result, indent=2) if args.json else format_table(result))
     print0(f"wrote {Path(args.run) / 'evaluation.json'}")
@@ -453,7 +474,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .distributed import print0
-    from .pipeline import sweep
+    from .jobs import sweep
 
     results = sweep(
         args.run, args.L, epochs=args.epochs, lr=args.lr, input_scale=args.input_scale,
@@ -462,6 +483,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
         batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir,
         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
+        model_spec=args.model_spec,
     )  # fmt: skip
     print0(f"{'L':>5}{'G-DNN err %':>13}{'SNN err %':>11}{'agreement':>11}{'latency':>9}")
     for r in results:
@@ -476,7 +498,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .pipeline import report_run
+    from .jobs import report_run
 
     for path in report_run(args.run):
         print(f"wrote {path}")
@@ -484,9 +506,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .pipeline import inspect_run
+    from .jobs import inspect_run
 
-    for path in inspect_run(args.run, args.index, L=args.L, backend=args.backend, out_dir=args.out):
+    paths = inspect_run(
+        args.run, args.index, L=args.L, backend=args.backend, out_dir=args.out,
+        model_spec=args.model_spec,
+    )  # fmt: skip
+    for path in paths:
         print(f"wrote {path}")
     return 0
 
@@ -494,7 +520,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .distributed import print0
     from .evaluation import format_table
-    from .pipeline import run_all
+    from .jobs import run_all
 
     result = run_all(
         args.out, dataset=args.dataset, model=None if args.model_spec else args.model,
@@ -568,6 +594,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except TDSNNError as exc:
         print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the system refused: a full disk, a permission, a vanished file
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{PROG} {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{PROG} {args.command}: error: out of memory (try a smaller --batch-size)",
+              file=sys.stderr)  # fmt: skip
         return 2
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted (continue with --resume)", file=sys.stderr)

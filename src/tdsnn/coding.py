@@ -11,21 +11,52 @@ for ``x > 0``, zero below), which lets a network with ``G`` inside be trained.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor, nn
 
 from .errors import ConversionError
 
+# The range of L the arithmetic represents (docs/design.md, "Input ranges and bounds").
+# Lower: exp(1/L) <= e^10 ~ 2.2e4 ~ 2^14.4, the ratio between the silent level G = 1 and the
+# next one, stays far below 2^24, so G(0) = 1 still counts in a float32 sum next to it;
+# G(x) <= (1 + x) exp(1/L) and the compensation factor L (exp(1/L) - 1) <= 2.2e3 leave
+# float32 (max ~ e^88.7) 78 e-folds of room for activations.
+# Upper: a spike time is at most L ln(1 + x); with L <= 1e5 every value float32 can hold
+# (x < 3.4e38, ln < 88.8) fires before 8.9e6 < 2^24, so spike times are exact float32
+# integers, and the level spacing 1/L = 1e-5 stays well above float32's resolution of t/L.
+L_MIN = 0.1
+L_MAX = 1e5
+FLOAT32_EXACT = 2**24  # integers above this are not all representable in float32
 
-def check_leak(L: float) -> float:
-    """Return ``L`` as a float, or raise if it is not a finite positive number."""
+
+def _leak_error(L: object) -> ConversionError:
+    return ConversionError(
+        f"leak constant L must be a real number in [{L_MIN:g}, {L_MAX:g}] (the range in which "
+        f"float32 holds exp(t/L) and every spike time exactly), got {L!r}"
+    )
+
+
+def check_leak(L: object) -> float:
+    """Return ``L`` as a float in ``[L_MIN, L_MAX]``, or raise :class:`ConversionError`.
+
+    A real number is accepted (int, float, numpy scalar, one-element real tensor); a bool,
+    a string or anything else is refused.
+    """
+    if type(L) is float and L_MIN <= L <= L_MAX:  # the hot path: G-DNN forwards call this
+        return L
+    if isinstance(L, Tensor):
+        if L.numel() != 1 or L.dtype == torch.bool or L.is_complex() or L.is_meta:
+            raise _leak_error(L)
+    elif isinstance(L, bool) or not isinstance(L, numbers.Real):
+        raise _leak_error(L)
     try:
         value = float(L)
-    except (TypeError, ValueError) as exc:
-        raise ConversionError(f"leak constant L must be a number, got {L!r}") from exc
-    if not math.isfinite(value) or value <= 0:
-        raise ConversionError(f"leak constant L must be finite and > 0, got {L!r}")
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise _leak_error(L) from exc
+    if not L_MIN <= value <= L_MAX:  # also refuses NaN
+        raise _leak_error(L)
     return value
 
 

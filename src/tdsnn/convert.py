@@ -9,14 +9,16 @@ calibration data or explicit values fix them per layer (static mode).
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .coding import GCoding, bias_spike_time
+from .coding import FLOAT32_EXACT, GCoding, bias_spike_time, check_leak
 from .errors import ConversionError, UnsupportedModelError
-from .prepare import GDNN
+from .prepare import GDNN, _check_parameters
 from .snn.layers import SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 from .snn.network import SNN
 from .tracing import SYNAPSE_LAYERS
@@ -62,6 +64,11 @@ def _batches(calibration: Tensor | Iterable) -> Iterable[Tensor]:
     if isinstance(calibration, Tensor):
         yield calibration
         return
+    if isinstance(calibration, (str, bytes)) or not isinstance(calibration, Iterable):
+        raise ConversionError(
+            "calibration must be a tensor or an iterable of tensors or (inputs, labels) "
+            f"batches, got {type(calibration).__name__}"
+        )
     for item in calibration:
         yield item[0] if isinstance(item, (tuple, list)) else item
 
@@ -94,10 +101,19 @@ def convert(
         raise UnsupportedModelError(
             f"convert expects the G-DNN returned by tdsnn.prepare, got {type(prepared).__name__}"
         )
+    if maxpool == "leaky" and (t_il is not None or calibration is not None):
+        raise ConversionError("the leaky max-pool mapping runs with dynamic T_il only")
+    L = check_leak(prepared.L)
+    _check_parameters(prepared, "G-DNN parameter")
     layers = _snn_layers(prepared, maxpool)
-    snn = SNN(layers, prepared.L)
+    snn = SNN(layers, L)
     snn.eval()
     n_synapse = len(snn.synapse_layers)
+    if n_synapse == 0:
+        raise UnsupportedModelError(
+            "the G-DNN has no synapse layer (Conv2d, Linear or AvgPool2d); build it with "
+            "tdsnn.prepare"
+        )
     if t_il is None and calibration is not None:
         observed = torch.zeros(n_synapse, dtype=torch.int64)
         seen = False
@@ -108,20 +124,48 @@ def convert(
         if not seen:
             raise ConversionError("calibration data is empty")
         t_il = observed.tolist()
-    if maxpool == "leaky" and (t_il is not None or calibration is not None):
-        raise ConversionError("the leaky max-pool mapping runs with dynamic T_il only")
     if t_il is not None:
-        values = [int(v) for v in t_il]
-        if len(values) != n_synapse:
-            raise ConversionError(
-                f"t_il needs one value per synapse layer ({n_synapse}), got {len(values)}"
-            )
-        floor = bias_spike_time(prepared.L)
-        for name, value in zip((s.name for s in snn.synapse_layers), values, strict=True):
-            if value < floor:
-                raise ConversionError(
-                    f"static T_il={value} of layer '{name}' is shorter than T(1)={floor}, when "
-                    f"the bias neuron fires (L={prepared.L:g}); use at least {floor}"
-                )
-        snn.static_t_il = values
+        snn.static_t_il = _static_t_il(t_il, snn, L)
     return snn
+
+
+def _static_t_il(t_il: object, snn: SNN, L: float) -> list[int]:
+    """Validate static inhibitory periods: one integer per synapse layer, in
+    ``[T(1), 2**24]`` (float32 holds integer spike times exactly up to 2**24)."""
+    names = [s.name for s in snn.synapse_layers]
+    if isinstance(t_il, Tensor):
+        t_il = t_il.tolist() if t_il.dim() == 1 else t_il
+    if isinstance(t_il, (str, bytes)) or not isinstance(t_il, Sequence):
+        raise ConversionError(
+            f"t_il must be a sequence of integers, one per synapse layer ({len(names)}), "
+            f"got {type(t_il).__name__}"
+        )
+    if len(t_il) != len(names):
+        raise ConversionError(
+            f"t_il needs one value per synapse layer ({len(names)}), got {len(t_il)}"
+        )
+    floor = bias_spike_time(L)
+    values = []
+    for name, value in zip(names, t_il, strict=True):
+        if isinstance(value, Tensor) and value.numel() == 1 and not value.is_meta:
+            value = value.item()
+        integral = isinstance(value, numbers.Integral) or (
+            isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer()
+        )
+        if isinstance(value, bool) or not integral:
+            raise ConversionError(
+                f"static T_il of layer '{name}' must be an integer number of steps, got {value!r}"
+            )
+        value = int(value)
+        if value < floor:
+            raise ConversionError(
+                f"static T_il={value} of layer '{name}' is shorter than T(1)={floor}, when "
+                f"the bias neuron fires (L={L:g}); use at least {floor}"
+            )
+        if value > FLOAT32_EXACT:
+            raise ConversionError(
+                f"static T_il={value} of layer '{name}' exceeds {FLOAT32_EXACT} (2**24), the "
+                "largest spike time float32 holds exactly; use a smaller value"
+            )
+        values.append(value)
+    return values

@@ -88,16 +88,41 @@ def context(device: str | torch.device | None = None) -> DistContext:
     return DistContext(device=_resolve_device(device, 0))
 
 
+def _env_int(name: str, default: int, low: int, high: int | None = None) -> int:
+    """An integer environment variable in ``low..high``, or a DistributedError naming it."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise DistributedError(f"{name}={text!r} is not an integer") from None
+    if value < low or (high is not None and value > high):
+        span = f"{low}..{high}" if high is not None else f">= {low}"
+        raise DistributedError(f"{name}={value} is out of range ({span})")
+    return value
+
+
 def init_distributed(device: str | torch.device | None = "cpu") -> DistContext:
     """Join the process group when launched by torchrun (``WORLD_SIZE > 1``).
 
     Uses gloo for CPU tensors and nccl for CUDA (``env://`` rendezvous, as torchrun
     sets it up).  Returns the one-process context otherwise.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _env_int("WORLD_SIZE", 1, 1)
     if world <= 1 or (dist.is_available() and dist.is_initialized()):
         return context(device)
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if "RANK" not in os.environ:
+        raise DistributedError(
+            f"WORLD_SIZE={world} is set but RANK is not: launch with torchrun, which sets "
+            "RANK, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (or unset WORLD_SIZE)"
+        )
+    _env_int("RANK", 0, 0, world - 1)
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        if not os.environ.get(name):
+            raise DistributedError(f"WORLD_SIZE={world} is set but {name} is not (use torchrun)")
+    _env_int("MASTER_PORT", 0, 1, 65535)
+    local = _env_int("LOCAL_RANK", 0, 0)
     resolved = _resolve_device(device, local)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)

@@ -67,7 +67,8 @@ def fold_input_affine(
             raise UnsupportedModelError("per-channel normalisation into a grouped first conv")
         if mean_t.numel() not in (1, channels):
             raise UnsupportedModelError(
-                f"input normalisation has {mean_t.numel()} channels, the first conv takes {channels}"
+                f"input_mean / input_std have {mean_t.numel()} values, but the first conv takes "
+                f"{channels} input channel(s): give one value per channel, or a single value"
             )
         per_in = (1, -1, 1, 1) if mean_t.numel() > 1 else (1, 1, 1, 1)
         shift = (weight * (mean_t / std_t).reshape(per_in)).sum(dim=(1, 2, 3))

@@ -57,6 +57,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .errors import ConversionError
+
 __all__ = [
     "TickRatioInterval",
     "TableRow",
@@ -72,25 +74,25 @@ __all__ = [
 # --------------------------------------------------------------------------- validation
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got bool {value!r}")
+        raise ConversionError(f"{name} must be an integer, got bool {value!r}")
     try:
         iv = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        raise ConversionError(f"{name} must be an integer, got {value!r}") from None
     if iv < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {iv}")
+        raise ConversionError(f"{name} must be >= {minimum}, got {iv}")
     return iv
 
 
 def _check_L(L: object) -> float:
     if isinstance(L, bool):
-        raise ValueError(f"L must be a positive finite number, got bool {L!r}")
+        raise ConversionError(f"L must be a positive finite number, got bool {L!r}")
     try:
         fL = float(L)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"L must be a positive finite number, got {L!r}") from None
+        raise ConversionError(f"L must be a positive finite number, got {L!r}") from None
     if not (math.isfinite(fL) and fL > 0.0):
-        raise ValueError(f"L must be a positive finite number, got {L!r}")
+        raise ConversionError(f"L must be a positive finite number, got {L!r}")
     return fL
 
 
@@ -161,7 +163,7 @@ def tick_ratio_interval(N: int, L: float, T_m: int) -> TickRatioInterval | None:
     except OverflowError:
         low = high = 0.0
     if not (0.0 < low < high):
-        raise ValueError(
+        raise ConversionError(
             f"T_m/L = {T_m / L:g} is too large: the ratio interval is not representable in float64"
         )
     return TickRatioInterval(low=low, high=high, low_inclusive=True, high_inclusive=False)
@@ -196,17 +198,17 @@ def _as_weight(name: str, w: float | Tensor, shape: torch.Size) -> Tensor:
         wt = w.to(torch.float64)
     else:
         if isinstance(w, bool):
-            raise ValueError(f"{name} must be a real number, got bool {w!r}")
+            raise ConversionError(f"{name} must be a real number, got bool {w!r}")
         try:
             wt = torch.tensor(float(w), dtype=torch.float64)
         except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a real number, got {w!r}") from None
+            raise ConversionError(f"{name} must be a real number, got {w!r}") from None
     if not bool(torch.isfinite(wt).all()):
-        raise ValueError(f"{name} must be finite")
+        raise ConversionError(f"{name} must be finite")
     try:
         return torch.broadcast_to(wt, shape)
     except RuntimeError:
-        raise ValueError(
+        raise ConversionError(
             f"{name} of shape {tuple(wt.shape)} does not broadcast to {tuple(shape)}"
         ) from None
 
@@ -228,21 +230,21 @@ def simulate_leaky_maxpool(
     ``0 .. max_steps`` of the active period, ``-1`` if it did not fire by ``max_steps``.
     """
     if not isinstance(spike_times, Tensor):
-        raise ValueError("spike_times must be a torch.Tensor")
+        raise ConversionError("spike_times must be a torch.Tensor")
     if (
         spike_times.is_floating_point()
         or spike_times.is_complex()
         or spike_times.dtype == torch.bool
     ):
-        raise ValueError(f"spike_times must have an integer dtype, got {spike_times.dtype}")
+        raise ConversionError(f"spike_times must have an integer dtype, got {spike_times.dtype}")
     if spike_times.dim() < 1 or spike_times.shape[-1] < 1:
-        raise ValueError("spike_times must have shape [..., N] with N >= 1")
+        raise ConversionError("spike_times must have shape [..., N] with N >= 1")
     T_m = _check_int("T_m", T_m, 0)
     L = _check_L(L)
     max_steps = _check_int("max_steps", max_steps, 0)
     st = spike_times.to(torch.int64)
     if st.numel() and (int(st.min()) < 0 or int(st.max()) > T_m):
-        raise ValueError(f"spike_times must lie in [0, T_m] = [0, {T_m}]")
+        raise ConversionError(f"spike_times must lie in [0, T_m] = [0, {T_m}]")
     lead = st.shape[:-1]
     wk = _as_weight("w_k", w_k, lead)
     wt = _as_weight("w_tick", w_tick, lead)

@@ -21,10 +21,15 @@ Which steps count as leak steps is a convention:
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+
+from .errors import ConversionError, SpikeInputError
 
 CONVENTIONS = ("presentation", "own", "hardware")
 
@@ -85,6 +90,19 @@ class EnergyModel:
     mac_pj: float = 4.6
     ac_pj: float = 0.9
 
+    def __post_init__(self) -> None:
+        for name in ("mac_pj", "ac_pj"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+                math.isfinite(value) and value >= 0
+            ):
+                raise ConversionError(f"EnergyModel.{name} must be a finite number >= 0, got {value!r}")
+        if self.mac_pj < self.ac_pj:
+            raise ConversionError(
+                f"EnergyModel.mac_pj ({self.mac_pj}) must be >= ac_pj ({self.ac_pj}): a "
+                "multiply-accumulate includes the accumulate"
+            )
+
     def energy_pj(self, ops: OpCounts) -> float:
         n = max(ops.samples, 1)
         return (ops.mul * (self.mac_pj - self.ac_pj) + ops.add * self.ac_pj) / n
@@ -125,9 +143,14 @@ def count_dnn_ops(model: nn.Module, input_shape: tuple[int, ...]) -> OpCounts:
     Needs no data: the model runs once on zeros with hooks on its Conv2d, Linear,
     AvgPool2d and MaxPool2d layers.  Other layers (ReLU, BatchNorm, G) are free.
     """
-    shape = tuple(int(s) for s in input_shape)
+    try:
+        shape = tuple(operator.index(s) for s in input_shape)
+    except TypeError:
+        shape = ()
     if not shape or any(s <= 0 for s in shape):
-        raise ValueError(f"input_shape must be positive sizes without the batch dim, got {shape}")
+        raise SpikeInputError(
+            f"input_shape must be positive integer sizes without the batch dim, got {input_shape!r}"
+        )
     found: list[LayerOps] = []
     handles = []
     for name, module in model.named_modules():
@@ -147,7 +170,7 @@ def count_dnn_ops(model: nn.Module, input_shape: tuple[int, ...]) -> OpCounts:
         device = param.device if param is not None else torch.device("cpu")
         model(torch.zeros((1, *shape), dtype=dtype, device=device))
     except RuntimeError as exc:
-        raise ValueError(f"input_shape {shape} does not fit the model: {exc}") from exc
+        raise SpikeInputError(f"input_shape {shape} does not fit the model: {exc}") from exc
     finally:
         for handle in handles:
             handle.remove()
@@ -192,7 +215,7 @@ class SNNOps:
     def counts(self, convention: str = "presentation") -> OpCounts:
         """Operation counts under ``convention`` (see the module docstring)."""
         if convention not in CONVENTIONS:
-            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+            raise ConversionError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         out = OpCounts(f"snn-{convention}", self.samples)
         for ev in self.layers:
             if ev.kind == "maxpool":

@@ -11,8 +11,14 @@ Every stage reads what the previous one wrote and writes pickle-free checkpoints
     runs/x/sweep/                     the sweep's own per-L checkpoints
     runs/x/*.state.safetensors        resumable training states
 
-Models are rebuilt from the sidecar (architecture name or ``module:function``
-spec, constructor kwargs) plus the tensors, never unpickled.  The G-DNN is rebuilt
+The sweep, the report, inspection and the main job that chain these stages are
+in :mod:`tdsnn.jobs`.  Every stage holds the run folder's writer lock
+(:func:`tdsnn.runfolder.run_lock`) and rebuilds models as :mod:`tdsnn.rebuild`
+says: from checked sidecars, never by importing anything they name.
+
+A zoo model is rebuilt from its registered name and checked kwargs, a user model
+from the spec or callable the user passes now, plus the tensors; nothing is
+unpickled.  The G-DNN is rebuilt
 by running :func:`tdsnn.prepare` on the DNN architecture with the saved options
 and loading its weights; the SNN by converting that G-DNN (static ``T_il`` from
 the sidecar) and loading its buffers.
@@ -20,13 +26,9 @@ the sidecar) and loading its buffers.
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import os
-import shutil
-import tempfile
-import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,15 +39,35 @@ from torch import Tensor, nn
 
 from . import convert as tdsnn_convert
 from . import prepare as tdsnn_prepare
-from .checkpoint import CheckpointError, load_checkpoint, load_metadata, save_checkpoint
-from .coding import check_leak
+from .checkpoint import CheckpointError, load_metadata, save_checkpoint
 from .data import ImageDataset, load_dataset, to_float
 from .distributed import barrier, context, make_eval_loader, make_train_loader
-from .errors import TDSNNError
 from .evaluation import BACKENDS, InputSpec, evaluate
-from .models import MODELS, build_model, load_user_model
-from .prepare import GDNN
-from .snn.network import SNN
+from .models import MODELS
+from .rebuild import (
+    ModelSource,
+    build_architecture,
+    find_L,
+    load_dnn,
+    load_gdnn,
+    load_snn,
+    load_weights,
+    normalization,
+    prepare_from,
+)
+from .runfolder import (
+    PipelineError,
+    check_L,
+    check_run_dir,
+    dnn_path,
+    gdnn_path,
+    l_tag,
+    make_run_dir,
+    run_lock,
+    snn_path,
+    state_path,
+    write_json,
+)
 from .training import seed_everything, train
 
 __all__ = [
@@ -56,21 +78,14 @@ __all__ = [
     "evaluate_run",
     "finetune",
     "gdnn_path",
-    "inspect_run",
     "load_dnn",
     "load_gdnn",
     "load_snn",
-    "report_run",
-    "run_all",
+    "load_weights",
+    "prepare_from",
     "snn_path",
-    "sweep",
-    "sweep_dir",
     "train_dnn",
 ]
-
-
-class PipelineError(TDSNNError, ValueError):
-    """A run folder, stage or option is missing or inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -92,74 +107,6 @@ class Defaults:
 
 DEFAULTS = Defaults()
 AUTO_SCALE_IMAGES = 2000  # training images used by --activation-scale auto
-
-
-# ------------------------------------------------------------------------------ paths
-
-
-def l_tag(L: float) -> str:
-    """File-name tag of a leak constant: 5 -> 'L5', 2.5 -> 'L2.5'."""
-    return f"L{float(L):g}"
-
-
-def dnn_path(run_dir: str | os.PathLike[str]) -> Path:
-    return Path(run_dir) / "dnn.safetensors"
-
-
-def gdnn_path(run_dir: str | os.PathLike[str], L: float) -> Path:
-    return Path(run_dir) / f"gdnn_{l_tag(L)}.safetensors"
-
-
-def snn_path(run_dir: str | os.PathLike[str], L: float) -> Path:
-    return Path(run_dir) / f"snn_{l_tag(L)}.safetensors"
-
-
-def state_path(final: Path) -> Path:
-    """The resumable training state written next to a stage's final checkpoint."""
-    return final.with_name(final.name.replace(".safetensors", ".state.safetensors"))
-
-
-def check_run_dir(run_dir: str | os.PathLike[str]) -> Path:
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise PipelineError(f"run folder {str(run)!r} not found (train a model there first)")
-    return run
-
-
-def _require(path: Path, hint: str) -> Path:
-    if not path.is_file():
-        raise PipelineError(f"{str(path)!r} not found: {hint}")
-    return path
-
-
-def check_L(L: float) -> float:
-    """``L`` as a float, or a PipelineError saying why it is unusable."""
-    try:
-        return check_leak(L)
-    except TDSNNError as exc:
-        raise PipelineError(str(exc)) from None
-
-
-def find_L(run_dir: Path, kind: str = "gdnn") -> float:
-    """The L of the only ``<kind>_L*.safetensors`` of a run (5 if several include it)."""
-    found = sorted(
-        float(p.stem.split("_L", 1)[1])
-        for p in run_dir.glob(f"{kind}_L*.safetensors")
-        if not p.name.endswith(".state.safetensors")
-    )
-    if len(found) == 1:
-        return found[0]
-    if DEFAULTS.L in found:
-        return DEFAULTS.L
-    if not found:
-        raise PipelineError(
-            f"no {kind}_L*.safetensors in {str(run_dir)!r}: run "
-            f"`tdsnn {'finetune' if kind == 'gdnn' else 'convert'} --from {run_dir}` first"
-        )
-    raise PipelineError(
-        f"{str(run_dir)!r} holds {kind} checkpoints for L = "
-        f"{', '.join(f'{v:g}' for v in found)}: choose one with --L"
-    )
 
 
 # ------------------------------------------------------------------------------- data
@@ -185,17 +132,8 @@ def load_split(
     return data
 
 
-def _float_images(data: ImageDataset) -> Tensor:
+def float_images(data: ImageDataset) -> Tensor:
     return to_float(data.images)  # pixel/255; each network's transform is applied on the fly
-
-
-def _normalization(
-    meta: dict[str, Any],
-) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
-    norm = meta.get("normalization")
-    if not norm:
-        return None, None
-    return tuple(norm["mean"]), tuple(norm["std"])
 
 
 # ----------------------------------------------------------------------------- models
@@ -236,68 +174,25 @@ def _absolute_spec(spec: str) -> str:
     return spec
 
 
-def build_architecture(meta: dict[str, Any]) -> nn.Module:
-    """An untrained model of the architecture recorded in a sidecar."""
-    kwargs = dict(meta.get("arch_kwargs") or {})
-    if meta.get("model_spec"):
-        return load_user_model(meta["model_spec"], **kwargs)
-    name = meta.get("architecture")
-    if not name:
-        raise PipelineError("the checkpoint's sidecar names no architecture or model spec")
-    return build_model(name, **kwargs)
+# ---------------------------------------------------------------------------- locking
 
 
-def _load(path: Path, hint: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    _require(path, hint)
-    return load_checkpoint(path)
+def writes_run(command: str, *, create: bool = False):
+    """Run a stage while holding its run folder's writer lock (:func:`tdsnn.runfolder.run_lock`).
 
+    The folder is the stage's first argument; with ``create`` it is made first.
+    """
 
-def load_dnn(run_dir: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
-    """The trained DNN of a run and its metadata."""
-    run = check_run_dir(run_dir)
-    state, meta = _load(dnn_path(run), f"train a model first (`tdsnn train --out {run}`)")
-    model = build_architecture(meta)
-    model.load_state_dict(state)
-    return model.eval(), meta
+    def wrap(stage):
+        @functools.wraps(stage)
+        def locked(run_dir, *args, **kwargs):
+            run = make_run_dir(run_dir) if create else check_run_dir(run_dir)
+            with run_lock(run, f"tdsnn {command}"):
+                return stage(run_dir, *args, **kwargs)
 
+        return locked
 
-def prepare_from(dnn: nn.Module, meta: dict[str, Any]) -> GDNN:
-    """``tdsnn.prepare`` with the options recorded in a G-DNN sidecar."""
-    mean, std = _normalization(meta)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # already reported when the G-DNN was first made
-        return tdsnn_prepare(
-            dnn,
-            meta["L"],
-            input_mean=mean,
-            input_std=std,
-            input_scale=meta["input_scale"],
-            activation_scales=meta["activation_scales"],
-            compensate=meta.get("compensate", True),
-        )
-
-
-def load_gdnn(
-    run_dir: str | os.PathLike[str], L: float | None = None
-) -> tuple[GDNN, dict[str, Any]]:
-    """The fine-tuned G-DNN of a run at ``L`` (default: the only one there)."""
-    run = check_run_dir(run_dir)
-    L = check_L(L) if L is not None else find_L(run, "gdnn")
-    state, meta = _load(gdnn_path(run, L), f"run `tdsnn finetune --from {run} --L {L:g}` first")
-    gdnn = prepare_from(build_architecture(meta), meta)
-    gdnn.load_state_dict(state)
-    return gdnn.eval(), meta
-
-
-def load_snn(run_dir: str | os.PathLike[str], L: float | None = None) -> tuple[SNN, dict[str, Any]]:
-    """The converted SNN of a run at ``L`` (self-contained: no G-DNN file needed)."""
-    run = check_run_dir(run_dir)
-    L = check_L(L) if L is not None else find_L(run, "snn")
-    state, meta = _load(snn_path(run, L), f"run `tdsnn convert --from {run} --L {L:g}` first")
-    gdnn = prepare_from(build_architecture(meta), meta)
-    snn = tdsnn_convert(gdnn, t_il=meta.get("static_t_il"))
-    snn.load_state_dict(state)
-    return snn.eval(), meta
+    return wrap
 
 
 # ---------------------------------------------------------------------------- training
@@ -349,7 +244,7 @@ def _train_stage(
     if resume:
         _check_resumable(state, recipe)
     loader = make_train_loader(
-        _float_images(train_data),
+        float_images(train_data),
         train_data.labels,
         recipe["batch_size"],
         seed=recipe["seed"],
@@ -357,7 +252,7 @@ def _train_stage(
     )
     eval_loader = None
     if test_data is not None:
-        eval_loader = make_eval_loader(_float_images(test_data), test_data.labels, 1000, ctx=ctx)
+        eval_loader = make_eval_loader(float_images(test_data), test_data.labels, 1000, ctx=ctx)
     return train(
         model,
         loader,
@@ -380,6 +275,48 @@ def _train_stage(
     )
 
 
+def _check_recipe(recipe: dict[str, Any]) -> None:
+    """Refuse training settings that would fail or mislead deep inside the loop."""
+    checks = {
+        "epochs": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+        "batch_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+        "seed": (lambda v: isinstance(v, int) and 0 <= v < 2**63, "an integer in 0..2**63-1"),
+        "weight_decay": (
+            lambda v: isinstance(v, int | float) and math.isfinite(v) and v >= 0,
+            "a finite number >= 0",
+        ),
+    }
+    for name, (check, valid) in checks.items():
+        value = recipe[name]
+        if isinstance(value, bool) or not check(value):
+            raise PipelineError(f"{name} must be {valid}, got {value!r}")
+
+
+def _check_outputs(
+    net: nn.Module, data: ImageDataset, transform: Callable[[Tensor], Tensor], name: Any
+) -> None:
+    """One image through the untrained model: it must give one score per class of the data."""
+    if len(data) == 0:
+        raise PipelineError(f"the {data.name} training split has no images")
+    was_training = net.training
+    try:
+        with torch.no_grad():
+            out = net.eval()(transform(to_float(data.images[:1])))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise PipelineError(
+            f"model {name!r} cannot take {data.name} images {tuple(data.images.shape[1:])}: {exc}"
+        ) from None
+    finally:
+        net.train(was_training)
+    if not isinstance(out, Tensor) or tuple(out.shape) != (1, data.num_classes):
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise PipelineError(
+            f"model {name!r} gives outputs of shape {shape} for one image, but {data.name} "
+            f"has {data.num_classes} classes: expected (1, {data.num_classes}) "
+            "(check num_classes in --model-kwargs)"
+        )
+
+
 def _metrics(history: dict[str, Any]) -> dict[str, Any]:
     last = history["epochs"][-1] if history["epochs"] else {}
     return {k: v for k, v in last.items() if k.startswith(("train_", "eval_"))}
@@ -391,6 +328,7 @@ def _save_final(final: Path, model: nn.Module, metadata: dict[str, Any]) -> None
     barrier()
 
 
+@writes_run("train", create=True)
 def train_dnn(
     out_dir: str | os.PathLike[str],
     *,
@@ -429,9 +367,10 @@ def train_dnn(
     test_data = load_split(dataset, "test", data_dir, test_limit)
     info = model_info(train_data, model, model_spec, arch_kwargs, input_shape)
     seed_everything(seed)
-    net = build_architecture(info)
+    net = build_architecture(info, model_spec)
     norm = {"mean": list(train_data.mean), "std": list(train_data.std)} if normalize else None
     spec = InputSpec(*(tuple(norm[k]) for k in ("mean", "std"))) if norm else InputSpec()
+    _check_outputs(net, train_data, spec.dnn, model_spec or model)
     recipe = {
         "epochs": epochs,
         "lr": lr,
@@ -442,6 +381,7 @@ def train_dnn(
         "seed": seed,
         "train_limit": train_limit,
     }
+    _check_recipe(recipe)
     meta: dict[str, Any] = {
         "kind": "dnn",
         **info,
@@ -454,7 +394,6 @@ def train_dnn(
         "test_limit": test_limit,
         "train": recipe,
     }
-    out.mkdir(parents=True, exist_ok=True)
     history = _train_stage(
         net, final, train_data, test_data, spec.dnn, recipe, meta,
         resume=resume, progress=progress, device=device, max_steps=max_steps,
@@ -467,6 +406,7 @@ def train_dnn(
     return meta
 
 
+@writes_run("finetune")
 def finetune(
     run_dir: str | os.PathLike[str],
     *,
@@ -490,6 +430,7 @@ def finetune(
     device: str = "cpu",
     max_steps: int | None = None,
     checkpoint_every: int = DEFAULTS.checkpoint_every,
+    model_spec: ModelSource = None,
 ) -> dict[str, Any]:
     """Prepare the run's DNN at ``L`` and re-train the G-DNN (Figure 2, second step).
 
@@ -498,7 +439,7 @@ def finetune(
     """
     L = check_L(L)
     run = check_run_dir(run_dir)
-    dnn, dnn_meta = load_dnn(run)
+    dnn, dnn_meta = load_dnn(run, model_spec)
     final = gdnn_path(run, L)
     _check_fresh(final, resume, force)
     data_dir = data_dir if data_dir is not None else dnn_meta.get("data_dir")
@@ -508,7 +449,7 @@ def finetune(
     test_data = load_split(dnn_meta["dataset"], "test", data_dir, test_limit)
     if isinstance(activation_scales, (int, float)):
         activation_scales = float(activation_scales)
-    mean, std = _normalization(dnn_meta)
+    mean, std = normalization(dnn_meta)
     if activation_scales == "auto":
         from .scales import calibrate_activation_scales
 
@@ -574,12 +515,14 @@ def finetune(
 # --------------------------------------------------------------- convert and evaluate
 
 
+@writes_run("convert")
 def convert_run(
     run_dir: str | os.PathLike[str],
     *,
     L: float | None = None,
     calibrate: int | None = None,
     batch_size: int = 500,
+    model_spec: ModelSource = None,
 ) -> dict[str, Any]:
     """Convert the run's G-DNN into ``snn_L<L>.safetensors`` (Figure 2, last step).
 
@@ -587,13 +530,13 @@ def convert_run(
     training images (design note, section 2); otherwise they are dynamic.
     """
     run = check_run_dir(run_dir)
-    gdnn, meta = load_gdnn(run, L)
+    gdnn, meta = load_gdnn(run, L, model_spec)
     calibration = None
     if calibrate is not None:
         if calibrate < 1:
             raise PipelineError(f"--calibrate needs a positive number of images, got {calibrate}")
         data = load_split(meta["dataset"], "train", meta.get("data_dir"), calibrate)
-        images = _float_images(data) * float(meta["input_scale"])
+        images = float_images(data) * float(meta["input_scale"])
         calibration = list(torch.split(images.to(torch.float64), batch_size))
     snn = tdsnn_convert(gdnn, calibration)
     snn_meta = {
@@ -608,6 +551,7 @@ def convert_run(
     return snn_meta
 
 
+@writes_run("evaluate")
 def evaluate_run(
     run_dir: str | os.PathLike[str],
     *,
@@ -619,20 +563,22 @@ def evaluate_run(
     device: str = "cpu",
     write_main: bool = True,
     precision: str = "certified",
+    model_spec: ModelSource = None,
 ) -> dict[str, Any]:
     """Evaluate DNN, G-DNN and SNN of a run on the test set; write ``evaluation*.json``.
 
     Writes ``evaluation_L<L>.json`` and, with ``write_main``, ``evaluation.json``; the
-    SNN sidecar gets the headline metrics.
+    SNN sidecar gets the headline metrics.  A result that the folder refuses is kept
+    in :func:`tdsnn.runfolder.fallback_dir` and the error says where.
     """
     run = check_run_dir(run_dir)
     L = check_L(L) if L is not None else find_L(run, "snn")
-    dnn, dnn_meta = load_dnn(run)
-    gdnn, _ = load_gdnn(run, L)
-    snn, snn_meta = load_snn(run, L)
+    dnn, dnn_meta = load_dnn(run, model_spec)
+    gdnn, _ = load_gdnn(run, L, model_spec)
+    snn, snn_meta = load_snn(run, L, model_spec)
     limit = limit if limit is not None else snn_meta.get("test_limit")
     test_data = load_split(snn_meta["dataset"], "test", snn_meta.get("data_dir"), limit)
-    mean, std = _normalization(dnn_meta)
+    mean, std = normalization(dnn_meta)
     name = dnn_meta.get("architecture") or dnn_meta.get("model_spec") or "model"
     result = evaluate(
         dnn, gdnn, snn, test_data,
@@ -641,9 +587,9 @@ def evaluate_run(
         model_name=name, dataset_name=test_data.name, precision=precision,
     )  # fmt: skip
     if context().is_main:
-        _write_json(run / f"evaluation_{l_tag(L)}.json", result)
+        write_json(run / f"evaluation_{l_tag(L)}.json", result)
         if write_main:
-            _write_json(run / "evaluation.json", result)
+            write_json(run / "evaluation.json", result)
         headline = {
             "snn_top1": {b: v["top1"] for b, v in result["accuracy"]["snn"].items()},
             "gdnn_top1": result["accuracy"]["gdnn"]["top1"],
@@ -654,273 +600,6 @@ def evaluate_run(
         }
         save_checkpoint(snn_path(run, L), snn.state_dict(), {**snn_meta, "metrics": headline})
     return result
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a temp file renamed into place)."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8")
-    os.replace(temp, path)
-
-
-def read_json(path: Path, hint: str) -> Any:
-    _require(path, hint)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise PipelineError(f"{str(path)!r} is not valid JSON: {exc}") from None
-
-
-# -------------------------------------------------------------------- sweep and report
-
-
-def sweep(
-    run_dir: str | os.PathLike[str],
-    Ls: Sequence[float],
-    *,
-    epochs: int = DEFAULTS.finetune_epochs,
-    lr: float = DEFAULTS.finetune_lr,
-    input_scale: float = DEFAULTS.input_scale,
-    activation_scales: Sequence[float] | float | None = None,
-    backends: Sequence[str] = ("closed_form",),
-    calibrate: int | None = None,
-    limit: int | None = None,
-    resume: bool = False,
-    force: bool = False,
-    progress: bool = True,
-    device: str = "cpu",
-    **finetune_kwargs: Any,
-) -> list[dict[str, Any]]:
-    """Fine-tune, convert and evaluate the same trained DNN at every L (Figure 4).
-
-    Works in ``<run>/sweep/`` (a copy of the DNN checkpoint, then ``gdnn_L*``,
-    ``snn_L*`` and ``evaluation_L*.json``), so the main job's files are never
-    replaced; the list of evaluations goes to ``<run>/sweep.json``, rewritten after
-    every L so that a stopped sweep keeps what it did.  With ``resume`` an L whose
-    evaluation exists is not redone and an interrupted fine-tuning continues.
-    """
-    run = check_run_dir(run_dir)
-    Ls = [check_L(L) for L in Ls]
-    if not Ls:
-        raise PipelineError("give at least one L to sweep")
-    _require(dnn_path(run), f"train a model first (`tdsnn train --out {run}`)")
-    work = sweep_dir(run)
-    if context().is_main:
-        _link_dnn(run, work)
-    barrier()
-    results: list[dict[str, Any]] = []
-    for L in Ls:
-        done = work / f"evaluation_{l_tag(L)}.json"
-        if resume and done.is_file() and snn_path(work, L).is_file():
-            results.append(read_json(done, ""))
-        else:
-            finetune(
-                work, L=L, epochs=epochs, lr=lr, input_scale=input_scale,
-                activation_scales=activation_scales, resume=resume, force=force or not resume,
-                progress=progress, device=device, **finetune_kwargs,
-            )  # fmt: skip
-            if context().is_main:
-                convert_run(work, L=L, calibrate=calibrate)
-            barrier()
-            results.append(
-                evaluate_run(
-                    work,
-                    L=L,
-                    backends=backends,
-                    limit=limit,
-                    progress=progress,
-                    device=device,
-                    write_main=False,
-                )  # fmt: skip
-            )
-        if context().is_main:
-            _write_json(run / "sweep.json", results)
-    return results
-
-
-def sweep_dir(run_dir: str | os.PathLike[str]) -> Path:
-    """Where :func:`sweep` keeps its per-L checkpoints and evaluations."""
-    return Path(run_dir) / "sweep"
-
-
-def _link_dnn(run: Path, work: Path) -> None:
-    """Give the sweep folder the run's DNN checkpoint (a hard link, else a copy)."""
-    work.mkdir(exist_ok=True)
-    for name in ("dnn.safetensors", "dnn.json"):
-        source, target = run / name, work / name
-        if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
-            continue
-        target.unlink(missing_ok=True)
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copy2(source, target)
-
-
-def report_run(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write the report of a run (``tdsnn.report.write_report``) from its JSON files."""
-    run = check_run_dir(run_dir)
-    evaluation = read_json(run / "evaluation.json", f"run `tdsnn evaluate --from {run}` first")
-    sweep_file = run / "sweep.json"
-    sweep_data = read_json(sweep_file, "") if sweep_file.is_file() else None
-    try:
-        from .report import write_report
-    except ImportError as exc:
-        raise PipelineError(f"the report writer is not available: {exc}") from None
-    return list(write_report(run, evaluation, sweep_data))
-
-
-def inspect_run(
-    run_dir: str | os.PathLike[str],
-    index: int = 0,
-    *,
-    L: float | None = None,
-    backend: str = "clocked",
-    out_dir: str | os.PathLike[str] | None = None,
-) -> list[Path]:
-    """Simulate test sample ``index`` with the run's SNN and plot it (``tdsnn.plots``).
-
-    The SNN runs on that one sample only (its result holds it at position 0); the
-    files are named after ``index``.
-    """
-    run = check_run_dir(run_dir)
-    snn, meta = load_snn(run, L)
-    test = load_dataset(meta["dataset"], "test", meta.get("data_dir"))
-    if not 0 <= index < len(test):
-        raise PipelineError(f"--index must be in 0..{len(test) - 1}, got {index}")
-    x = _float_images(
-        ImageDataset(test.images[index : index + 1], test.labels[index : index + 1],
-                     test.num_classes, test.class_names, test.name, test.mean, test.std)
-    ) * float(meta["input_scale"])  # fmt: skip
-    if backend not in BACKENDS:
-        raise PipelineError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    result = snn.run(x.to(torch.float64), backend=backend)
-    result.extras.update(
-        label=int(test.labels[index]),
-        class_names=list(test.class_names),
-        sample_index=index,
-        image=test.images[index],
-        input_scale=float(meta["input_scale"]),
-        L=float(meta["L"]),
-    )
-    try:
-        from .plots import inspect_sample
-    except ImportError as exc:
-        raise PipelineError(f"the plotting module is not available: {exc}") from None
-    target = Path(out_dir) if out_dir is not None else run / "inspect"
-    target.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target, prefix=".inspect-") as scratch:
-        written = inspect_sample(result, 0, Path(scratch))
-        return [_renumber(Path(path), index, target) for path in written]
-
-
-def _renumber(path: Path, index: int, target: Path) -> Path:
-    """Move ``raster_0.png`` to ``target/raster_<index>.png``: the plots saw position 0."""
-    stem = path.stem[:-2] + f"_{index}" if path.stem.endswith("_0") else path.stem
-    final = target / f"{stem}{path.suffix}"
-    os.replace(path, final)
-    return final
-
-
-# ---------------------------------------------------------------------------- main job
-
-
-def run_all(
-    out_dir: str | os.PathLike[str],
-    *,
-    dataset: str = DEFAULTS.dataset,
-    model: str | None = DEFAULTS.model,
-    L: float = DEFAULTS.L,
-    epochs: int = DEFAULTS.epochs,
-    finetune_epochs: int = DEFAULTS.finetune_epochs,
-    lr: float = DEFAULTS.lr,
-    finetune_lr: float = DEFAULTS.finetune_lr,
-    input_scale: float = DEFAULTS.input_scale,
-    activation_scales: Sequence[float] | float | None = None,
-    backends: Sequence[str] = BACKENDS,
-    calibrate: int | None = None,
-    limit: int | None = None,
-    inspect_index: int | None = 0,
-    resume: bool = False,
-    force: bool = False,
-    progress: bool = True,
-    device: str = "cpu",
-    log: Callable[[str], None] = print,
-    **train_kwargs: Any,
-) -> dict[str, Any]:
-    """The main job: train, fine-tune at L, convert, evaluate, report and inspect one sample.
-
-    With ``resume`` a finished stage (its final checkpoint exists) is skipped and an
-    unfinished one continues from its training state.  Returns the evaluation dict
-    with ``timing_s`` extended by the wall time of every stage.
-    """
-    L = check_L(L)
-    out = Path(out_dir)
-    stages: dict[str, float] = {}
-    main = context().is_main
-    start = time.perf_counter()
-    if resume and dnn_path(out).is_file():
-        log(f"[1/5] DNN: {dnn_path(out)} exists, kept")
-    else:
-        log(f"[1/5] training {model} on {dataset} for {epochs} epochs")
-        meta = train_dnn(
-            out, dataset=dataset, model=model, epochs=epochs, lr=lr, resume=resume,
-            force=force, progress=progress, device=device, **train_kwargs,
-        )  # fmt: skip
-        log(f"      DNN test accuracy {meta['metrics'].get('eval_top1', float('nan')):.4f}")
-    stages["train"] = time.perf_counter() - start
-    tick = time.perf_counter()
-    if resume and gdnn_path(out, L).is_file():
-        log(f"[2/5] G-DNN: {gdnn_path(out, L)} exists, kept")
-    else:
-        log(f"[2/5] prepare at L={L:g} (input scale {input_scale:g}) and fine-tune "
-            f"{finetune_epochs} epochs")  # fmt: skip
-        meta = finetune(
-            out, L=L, epochs=finetune_epochs, lr=finetune_lr, input_scale=input_scale,
-            activation_scales=activation_scales, resume=resume, force=force,
-            progress=progress, device=device,
-        )  # fmt: skip
-        if meta["metrics"]:
-            log(f"      G-DNN test accuracy {meta['metrics'].get('eval_top1', float('nan')):.4f}")
-    stages["finetune"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    if main:
-        log(f"[3/5] convert ({'static' if calibrate else 'dynamic'} T_il)")
-        convert_run(out, L=L, calibrate=calibrate)
-    barrier()
-    stages["convert"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    log(f"[4/5] evaluate on the test set with {', '.join(backends)}")
-    result = evaluate_run(
-        out, L=L, backends=backends, limit=limit, progress=progress, device=device
-    )
-    stages["evaluate"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    if main:
-        log("[5/5] report and plots")
-        _optional(lambda: report_run(out), "report", log)
-        if inspect_index is not None:
-            _optional(lambda: inspect_run(out, inspect_index, L=L), "inspect", log)
-    stages["report"] = time.perf_counter() - tick
-    stages["total"] = time.perf_counter() - start
-    result["stages_s"] = stages
-    if main:
-        _write_json(out / "run_timing.json", stages)
-    return result
-
-
-def _optional(step: Callable[[], list[Path]], what: str, log: Callable[[str], None]) -> None:
-    """Run a report/plot step; a missing or failing writer does not lose the evaluation."""
-    try:
-        paths = step()
-    except PipelineError as exc:
-        log(f"      {what} skipped: {exc}")
-        return
-    except Exception as exc:  # the writers are optional extras of the main job
-        log(f"      {what} failed: {type(exc).__name__}: {exc}")
-        return
-    for path in paths:
-        log(f"      wrote {path}")
 
 
 def parse_floats(text: str, what: str) -> list[float]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .coding import GCoding, check_leak
 from .errors import UnsupportedModelError
@@ -86,11 +87,55 @@ def _readable_names(layers: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.M
     return out
 
 
+def _real(value: object, what: str, positive: bool = False) -> float:
+    """``value`` as a finite float (``> 0`` with ``positive``), or a clear refusal."""
+    valid = "a finite number > 0" if positive else "a finite number"
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_meta:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UnsupportedModelError(f"{what} must be {valid}, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or (positive and number <= 0):
+        raise UnsupportedModelError(f"{what} must be {valid}, got {value!r}")
+    return number
+
+
 def _positive(value: float, what: str) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise UnsupportedModelError(f"{what} must be finite and > 0, got {value}")
-    return value
+    return _real(value, what, positive=True)
+
+
+def _reals(value: object, what: str, positive: bool = False) -> list[float]:
+    """A number or a non-empty sequence (list, tuple, 1-D tensor or array) of numbers."""
+    if isinstance(value, Tensor) or hasattr(value, "tolist"):
+        value = value.tolist()  # type: ignore[union-attr]
+    if not isinstance(value, (list, tuple)):
+        return [_real(value, what, positive)]
+    if not value:
+        raise UnsupportedModelError(f"{what} must not be empty")
+    return [_real(v, f"{what}[{i}]", positive) for i, v in enumerate(value)]
+
+
+def _check_parameters(model: nn.Module, what: str) -> None:
+    """Refuse weights or statistics that are absent (meta, uninitialised) or not finite."""
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    for name, tensor in tensors:
+        if isinstance(tensor, nn.parameter.UninitializedTensorMixin):
+            raise UnsupportedModelError(
+                f"{what} '{name}' is uninitialised (a lazy layer); run one forward pass first"
+            )
+        if tensor.is_meta:
+            raise UnsupportedModelError(
+                f"{what} '{name}' is on the meta device (it has no values); load real weights "
+                "first (e.g. model.to_empty(device='cpu') and load_state_dict)"
+            )
+        if not (tensor.is_floating_point() or tensor.is_complex()):
+            continue
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        if bad:
+            raise UnsupportedModelError(
+                f"{what} '{name}' has {bad} NaN or infinite value(s) out of {tensor.numel()}; "
+                "every weight and BatchNorm statistic must be finite"
+            )
 
 
 def _fold_batchnorms(layers: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
@@ -106,6 +151,10 @@ def _fold_batchnorms(layers: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.
             if module.running_mean is None or module.running_var is None:
                 raise UnsupportedModelError(
                     f"BatchNorm '{name}' has no running statistics (track_running_stats=False)"
+                )
+            if bool((module.running_var + module.eps <= 0).any()):
+                raise UnsupportedModelError(
+                    f"BatchNorm '{name}' has running_var + eps <= 0; a variance must be >= 0"
                 )
             out[-1] = (out[-1][0], fold_batchnorm(out[-1][1], module))
         elif isinstance(module, (nn.Dropout, nn.Dropout2d, nn.Identity)):
@@ -246,6 +295,18 @@ def _compensate_g(layers: list[tuple[str, nn.Module]], L: float) -> list[tuple[s
     return out
 
 
+def _check_folded(prepared: GDNN) -> None:
+    """The folds multiply and divide weights: refuse a result that left float range."""
+    for name, tensor in prepared.named_parameters():
+        bad = int((~torch.isfinite(tensor.detach())).sum())
+        if bad:
+            raise UnsupportedModelError(
+                f"folding the normalisation, scales and G compensation into '{name}' gave "
+                f"{bad} non-finite value(s) ({tensor.dtype} overflow): input_std, input_scale "
+                "or activation_scales are too extreme for these weights"
+            )
+
+
 def _pads(conv: nn.Conv2d) -> tuple[int, ...]:
     if isinstance(conv.padding, str):
         return (0,) if conv.padding == "valid" else (1,)
@@ -284,18 +345,24 @@ def prepare(
     input_scale = _positive(input_scale, "input_scale")
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"prepare expects an nn.Module, got {type(model).__name__}")
-    if isinstance(input_mean, (int, float)):
-        input_mean = [float(input_mean)]
-    if isinstance(input_std, (int, float)):
-        input_std = [float(input_std)]
+    if input_mean is not None:
+        input_mean = _reals(input_mean, "input_mean")
+    if input_std is not None:
+        input_std = _reals(input_std, "input_std", positive=True)
+    if input_mean is not None and input_std is not None and len(input_std) != len(input_mean):
+        raise UnsupportedModelError(
+            f"input_mean has {len(input_mean)} values and input_std {len(input_std)}; give one "
+            "per input channel (or one for all) for both"
+        )
+    _check_parameters(model, "parameter")
     layers = _place_relus(_fold_batchnorms(trace_chain(model)))
     hidden_count = sum(isinstance(m, SYNAPSE_LAYERS) for _, m in layers) - 1
     if activation_scales is None:
         scales: list[float] = [1.0] * hidden_count
-    elif isinstance(activation_scales, (int, float)):
-        scales = [float(activation_scales)] * hidden_count
+    elif isinstance(activation_scales, (list, tuple)) or getattr(activation_scales, "ndim", 0):
+        scales = _reals(activation_scales, "activation_scales", positive=True)
     else:
-        scales = [float(s) for s in activation_scales]
+        scales = [_positive(activation_scales, "activation_scales")] * hidden_count
     layers = _fold_scales(layers, input_mean, input_std, input_scale, scales)
     if compensate:
         layers = _compensate_g(layers, L)
@@ -305,5 +372,6 @@ def prepare(
             with_g.append((f"{name}_G", GCoding(L)))
         with_g.append((name, module))
     prepared = GDNN(with_g, L=L, input_scale=input_scale, activation_scales=scales)
+    _check_folded(prepared)
     prepared.train(model.training)
     return prepared

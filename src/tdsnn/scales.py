@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .coding import GCoding
+from .errors import ConversionError
 from .prepare import prepare
 
 _SAMPLE = 1_000_000  # activation values kept per layer to estimate a percentile
@@ -41,9 +42,9 @@ def calibrate_activation_scales(
     normalisation options.  Average-pooling layers get 1 (they have no weights).
     """
     if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+        raise ConversionError(f"percentile must be in (0, 100], got {percentile}")
     if not target > 0:
-        raise ValueError(f"target must be > 0, got {target}")
+        raise ConversionError(f"target must be > 0, got {target}")
     plain = prepare(
         model, L=5.0, input_mean=input_mean, input_std=input_std,
         input_scale=input_scale, compensate=False,
@@ -72,7 +73,7 @@ def calibrate_activation_scales(
             chain(x.to(device))
             seen = True
         if not seen:
-            raise ValueError("calibration data is empty")
+            raise ConversionError("calibration data is empty")
     finally:
         for handle in handles:
             handle.remove()

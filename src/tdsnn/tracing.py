@@ -35,28 +35,61 @@ NEGATIVE_ACTIVATIONS = (
     nn.Tanh,
     nn.LeakyReLU,
     nn.PReLU,
+    nn.RReLU,
     nn.ELU,
+    nn.CELU,
     nn.SELU,
     nn.GELU,
     nn.SiLU,
-    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardshrink,
+    nn.Softshrink,
     nn.Softsign,
     nn.Tanhshrink,
-    nn.LogSoftmax,
     nn.Mish,
 )
+# Non-negative, but not ReLU: a TDSNN neuron fires at T(ReLU(A)) and computes nothing else.
+OTHER_ACTIVATIONS = (nn.Sigmoid, nn.Hardsigmoid, nn.Softplus, nn.Threshold)
+SOFTMAX_LAYERS = (nn.Softmax, nn.LogSoftmax, nn.Softmin, nn.Softmax2d)
 SUPPORTED_TEXT = (
     "supported: nn.Conv2d, nn.Linear, nn.AvgPool2d (synapse layers), nn.MaxPool2d, "
     "nn.ReLU, nn.Flatten / torch.flatten(x, 1) / x.view(x.size(0), -1), nn.BatchNorm1d/2d "
     "(folded), nn.Dropout (removed), nn.Identity, in a single feed-forward chain"
 )
-_RELU_FUNCTIONS = {F.relu, torch.relu}
+_RELU_FUNCTIONS = {F.relu, F.relu_, torch.relu, torch.relu_}
 _FLATTEN_FUNCTIONS = {torch.flatten}
 _SIZE_METHODS = {"size"}
 
 
+_CLIPPING_FUNCTIONS = {"relu6", "hardtanh", "clamp", "clip"}
+_NEGATIVE_FUNCTIONS = {
+    "tanh", "leaky_relu", "gelu", "silu", "elu", "selu", "celu", "mish", "hardswish", "prelu",
+    "rrelu", "softsign", "hardshrink", "softshrink", "tanhshrink",
+}  # fmt: skip
+_OTHER_FUNCTIONS = {"sigmoid", "softplus", "hardsigmoid", "threshold"}
+_SOFTMAX_FUNCTIONS = {"softmax", "log_softmax", "softmin"}
+
+
 def _refuse(what: str) -> UnsupportedModelError:
     return UnsupportedModelError(f"{what}; {SUPPORTED_TEXT}")
+
+
+def _function_reason(kind: str, node: str) -> str:
+    """The refusal of a functional operation, with the reason for known activations."""
+    base = kind.rstrip("_")
+    what = f"operation '{kind}' at node '{node}' is not supported"
+    if base in _CLIPPING_FUNCTIONS:
+        return (
+            f"{what}: it clips its output at an upper bound, which a TDSNN neuron (firing at "
+            "T(ReLU(A)), unbounded) cannot represent; use ReLU and fine-tune"
+        )
+    if base in _NEGATIVE_FUNCTIONS:
+        return f"{what}: it produces negative activations, which spike times cannot encode; use ReLU"
+    if base in _OTHER_FUNCTIONS:
+        return f"{what}: a TDSNN neuron fires at T(ReLU(A)), so ReLU is the only activation"
+    if base in _SOFTMAX_FUNCTIONS:
+        return f"{what}: drop the final softmax, the SNN's logits keep its argmax"
+    return what
 
 
 def _flatten_from_call(node: fx.Node) -> nn.Flatten:
@@ -77,11 +110,49 @@ def _view_as_flatten(node: fx.Node) -> nn.Flatten:
     raise _refuse(f"'{node.name}' reshapes to {shape!r}; only a flatten to (batch, -1) is allowed")
 
 
-def _check_module(name: str, module: nn.Module) -> None:
+def _activation_reason(name: str, module: nn.Module) -> str | None:
+    """Why an activation other than ReLU cannot be converted, or None for other layers."""
+    kind = type(module).__name__
+    if isinstance(module, nn.Hardtanh):  # ReLU6 is Hardtanh(0, 6)
+        low = module.min_val
+        negative = (
+            f"produces negative values (down to {low:g}) and " if low < 0
+            else f"raises values below {low:g} to {low:g} and " if low > 0 else ""
+        )
+        return (
+            f"layer '{name}' ({kind}) {negative}clips its output at {module.max_val:g} "
+            f"(min(x, {module.max_val:g})): a TDSNN neuron fires at T(ReLU(A)), which grows "
+            "without bound, so an upper clip cannot be represented; replace it with nn.ReLU "
+            "and fine-tune"
+        )
     if isinstance(module, NEGATIVE_ACTIVATIONS):
+        return (
+            f"layer '{name}' ({kind}) produces negative activations, which reverse temporal "
+            "coding cannot represent (a spike time is never negative); use ReLU"
+        )
+    if isinstance(module, OTHER_ACTIVATIONS):
+        return (
+            f"layer '{name}' ({kind}) is not supported: a TDSNN neuron fires at T(ReLU(A)), "
+            "so ReLU is the only activation the SNN computes; replace it with nn.ReLU and "
+            "fine-tune"
+        )
+    if isinstance(module, SOFTMAX_LAYERS):
+        return (
+            f"layer '{name}' ({kind}) is not supported: the SNN reads its output out as "
+            "potentials (logits); drop the final softmax, the argmax is unchanged"
+        )
+    return None
+
+
+def _check_module(name: str, module: nn.Module) -> None:
+    reason = _activation_reason(name, module)
+    if reason is not None:
+        raise _refuse(reason)
+    if isinstance(module, SUPPORTED_LAYERS) and type(module) not in SUPPORTED_LAYERS:
+        base = next(t for t in SUPPORTED_LAYERS if isinstance(module, t)).__name__
         raise _refuse(
-            f"layer '{name}' ({type(module).__name__}) produces negative activations, which "
-            "reverse temporal coding cannot represent (a spike time is never negative); use ReLU"
+            f"layer '{name}' ({type(module).__name__}) is a subclass of nn.{base}, which may "
+            f"compute something else (or hold uninitialised weights); use a plain nn.{base}"
         )
     if not isinstance(module, SUPPORTED_LAYERS):
         raise _refuse(f"layer '{name}' ({type(module).__name__}) is not supported")
@@ -162,7 +233,7 @@ def trace_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
             layers.append((node.name, nn.ReLU()))
         else:
             kind = getattr(node.target, "__name__", str(node.target))
-            raise _refuse(f"operation '{kind}' at node '{node.name}' is not supported")
+            raise _refuse(_function_reason(kind, node.name))
         current = node
     return layers
 

@@ -35,8 +35,10 @@ def make_loader(
     """
     if batch_size < 1:
         raise DatasetError(f"batch_size must be positive, got {batch_size}")
-    if limit is not None and limit < 0:
-        raise DatasetError(f"limit must be non-negative, got {limit}")
+    if limit is not None and limit < 1:
+        raise DatasetError(
+            f"limit must be >= 1 (a loader of {dataset.name} needs a sample), got {limit}"
+        )
     end = len(dataset) if limit is None else min(limit, len(dataset))
     tensors = TensorDataset(to_float(dataset.images[:end], scale), dataset.labels[:end])
     if distributed:

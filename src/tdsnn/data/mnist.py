@@ -77,7 +77,11 @@ def _load(
             f"{dataset} {split!r}: {len(images)} images in {image_path} but "
             f"{len(labels)} labels in {label_path}"
         )
-    if len(labels) and int(labels.max()) > 9:
+    if len(labels) == 0:
+        raise DatasetError(
+            f"{dataset} {split!r} split in {root} holds no images ({image_path} declares 0)"
+        )
+    if int(labels.max()) > 9:
         bad = int(np.argmax(labels > 9))
         raise DatasetError(
             f"{label_path}: labels must be in 0..9, found {int(labels[bad])} at index {bad}"

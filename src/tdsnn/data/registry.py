@@ -6,6 +6,10 @@ per-data-set environment variable (``TDSNN_MNIST_DIR``, ``TDSNN_FASHION_MNIST_DI
 package, Fashion-MNIST from the Debian package ``dataset-fashion-mnist``, CIFAR-10 in
 ``../shared/data/cifar10`` beside the working directory or the repository).  Nothing is ever
 downloaded.
+
+A ``folder`` data set is ``root/<class>/<image>`` (both splits) or ``root/{train,test}/<class>/``;
+the training split's class list labels every split (a test split may lack classes, never add
+one).  Every split must hold at least one sample; labels are checked against the classes.
 """
 
 from __future__ import annotations
@@ -54,7 +58,11 @@ _SPLITS = ("train", "test")
 
 @dataclass
 class ImageDataset:
-    """A whole split in memory: uint8 images N x C x H x W, int64 labels and statistics."""
+    """A whole split in memory: uint8 images N x C x H x W, int64 labels and statistics.
+
+    Validated on construction: at least one sample, one label per image, every label in
+    ``0 .. num_classes - 1`` and ``num_classes == len(class_names)``.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -69,6 +77,20 @@ class ImageDataset:
             raise DatasetError(f"{self.name}: images must be uint8 N x C x H x W")
         if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
             raise DatasetError(f"{self.name}: labels must be int64 of length N")
+        if self.images.shape[0] == 0:
+            raise DatasetError(f"{self.name}: the data set holds no samples (expected N >= 1)")
+        if self.num_classes != len(self.class_names) or self.num_classes < 1:
+            raise DatasetError(
+                f"{self.name}: num_classes {self.num_classes} does not match the "
+                f"{len(self.class_names)} class names"
+            )
+        low, high = int(self.labels.min()), int(self.labels.max())
+        if low < 0 or high >= self.num_classes:
+            bad = int(((self.labels < 0) | (self.labels >= self.num_classes)).nonzero()[0, 0])
+            raise DatasetError(
+                f"{self.name}: label {int(self.labels[bad])} at index {bad} is outside "
+                f"0..{self.num_classes - 1} ({self.num_classes} classes)"
+            )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -163,19 +185,39 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 def _load_folder(
     split: str, root: str | os.PathLike[str] | None, size: tuple[int, int], channels: int
 ) -> ImageDataset:
+    """A folder data set: ``root/<class>/...`` (both splits) or ``root/{train,test}/<class>/...``.
+
+    The training split's class list defines the labels of every split: a test split is
+    labelled with the training classes (it may lack some, it may not add any), and its
+    statistics are those of the training split.
+    """
     if root is None:
         raise DatasetError(
             "the 'folder' data set needs root=<dir> (--data-dir): a folder of class sub-folders, "
             "optionally split into <dir>/train and <dir>/test"
         )
     base = Path(root)
-    folder = base / split if (base / split).is_dir() else base
-    images, labels, names = load_image_folder(folder, size=size, channels=channels)
-    train = base / "train"
-    if split != "train" and folder != base and train.is_dir():
-        mean, std = channel_stats(load_image_folder(train, size=size, channels=channels)[0])
-    else:
-        mean, std = channel_stats(images)
+    is_split = any((base / s).is_dir() for s in _SPLITS)
+    folder = base / split if is_split else base
+    if is_split and not folder.is_dir():
+        present = [s for s in _SPLITS if (base / s).is_dir()]
+        raise DatasetError(
+            f"folder data set {base} is split into {', '.join(f'{s}/' for s in present)} but has "
+            f"no {split}/ folder: expected {base}/{split}/<class>/<image>"
+        )
+    train_folder = base / "train"
+    try:
+        if split != "train" and is_split and train_folder.is_dir():
+            train_images, _, classes = load_image_folder(train_folder, size=size, channels=channels)
+            images, labels, names = load_image_folder(
+                folder, size=size, channels=channels, classes=classes
+            )
+            mean, std = channel_stats(train_images)
+        else:
+            images, labels, names = load_image_folder(folder, size=size, channels=channels)
+            mean, std = channel_stats(images)
+    except DatasetError as exc:
+        raise DatasetError(f"folder data set, {split!r} split: {exc}") from exc
     return ImageDataset(images, labels, len(names), names, "folder", mean, std)
 
 
@@ -208,6 +250,8 @@ def load_dataset(
         return _load_folder(split, root, size, channels)
     folder = resolve_root(key, split, root)
     images, labels = _LOADERS[key](folder, split)
+    if len(labels) == 0:
+        raise DatasetError(f"the {key} {split!r} split in {folder} holds no samples")
     if key == "cifar10":
         names = cifar10_class_names(folder)
     else:

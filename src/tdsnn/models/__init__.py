@@ -6,17 +6,28 @@ maps each name to its constructor and fixed input shape ``(C, H, W)``.
 
 from __future__ import annotations
 
-from .registry import MODELS, ModelLoadError, build_model, load_user_model
+from .registry import (
+    MAX_PARAMETERS,
+    MODELS,
+    ModelLoadError,
+    build_model,
+    check_kwargs,
+    load_user_model,
+    same_spec,
+)
 from .zoo import alexnet, alexnet_cifar, lenet5, scale_channels, vgg16, vgg_cifar
 
 __all__ = [
+    "MAX_PARAMETERS",
     "MODELS",
     "ModelLoadError",
     "alexnet",
     "alexnet_cifar",
     "build_model",
+    "check_kwargs",
     "lenet5",
     "load_user_model",
+    "same_spec",
     "scale_channels",
     "vgg16",
     "vgg_cifar",

@@ -1,22 +1,42 @@
-"""Name -> constructor registry of the model zoo, and loading of user-defined models."""
+"""Name -> constructor registry of the model zoo, and loading of user-defined models.
+
+Zoo models are built only from their registered name with checked keyword
+arguments (names the constructor takes, plain JSON values, a bounded size), so
+kwargs read from a run folder's sidecar cannot call anything else or exhaust
+memory.  :func:`load_user_model` imports user code and is only ever called with a
+spec that the user names at that moment (never one read from a file).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import importlib
 import importlib.util
+import inspect
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..errors import TDSNNError
 from .zoo import alexnet, alexnet_cifar, lenet5, vgg16, vgg_cifar
 
-__all__ = ["MODELS", "ModelLoadError", "build_model", "load_user_model"]
+__all__ = [
+    "MAX_PARAMETERS",
+    "MODELS",
+    "ModelLoadError",
+    "build_model",
+    "check_kwargs",
+    "load_user_model",
+    "same_spec",
+]
+
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights; the zoo's largest (VGG-16) is 138 M
 
 
 class ModelLoadError(TDSNNError, ValueError):
@@ -33,14 +53,56 @@ MODELS: dict[str, tuple[Callable[..., nn.Module], tuple[int, int, int]]] = {
 }
 
 
+def _plain(value: Any) -> bool:
+    if isinstance(value, bool | int | str) or value is None:
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, list | tuple) and all(_plain(v) for v in value)
+
+
+def check_kwargs(name: str, constructor: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Refuse kwargs that ``constructor`` does not take, or that are not plain JSON values."""
+    if not isinstance(kwargs, dict):
+        raise ModelLoadError(f"model kwargs must be a JSON object, got {type(kwargs).__name__}")
+    params = inspect.signature(constructor).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    known = sorted(n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    for key, value in kwargs.items():
+        if not isinstance(key, str) or (key not in params and not takes_any):
+            raise ModelLoadError(
+                f"model {name!r} takes no argument {key!r}; it takes: {', '.join(known)}"
+            )
+        if not _plain(value):
+            raise ModelLoadError(
+                f"model {name!r}: argument {key!r} must be a finite number, string, bool, "
+                f"null or a list of them, got {value!r}"
+            )
+
+
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the zoo model ``name`` with constructor keyword arguments ``kwargs``."""
+    """Build the zoo model ``name`` with constructor keyword arguments ``kwargs``.
+
+    The model is first built on the ``meta`` device (no memory) to check its size
+    against :data:`MAX_PARAMETERS`; bad arguments raise :class:`ModelLoadError`.
+    """
     try:
         constructor, _ = MODELS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ModelLoadError(
             f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}"
         ) from None
+    check_kwargs(name, constructor, kwargs)
+    try:
+        with torch.device("meta"):
+            size = sum(p.numel() for p in constructor(**kwargs).parameters())
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise ModelLoadError(f"cannot build model {name!r} with {kwargs}: {exc}") from None
+    if size > MAX_PARAMETERS:
+        raise ModelLoadError(
+            f"model {name!r} with {kwargs} would have {size:,} parameters, over the limit "
+            f"of {MAX_PARAMETERS:,} (is --width too large?)"
+        )
     return constructor(**kwargs)
 
 
@@ -77,7 +139,7 @@ def _import_file(module_part: str) -> ModuleType:
         spec.loader.exec_module(module)
     except BaseException as exc:
         sys.modules.pop(name, None)
-        if isinstance(exc, Exception):
+        if isinstance(exc, Exception | SystemExit):  # a sys.exit() in the file is a failure too
             raise ModelLoadError(
                 f"importing model file {str(path)!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
@@ -98,10 +160,25 @@ def _import_module(module_part: str) -> ModuleType:
         raise ModelLoadError(
             f"importing module {module_part!r} failed: it needs {missing!r}, which is not installed"
         ) from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ModelLoadError(
             f"importing module {module_part!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def same_spec(given: str, recorded: str) -> bool:
+    """Whether a spec given now names the same model as one recorded at training time.
+
+    Module specs must be equal; file specs must name the same file name and function
+    (the file may have moved, e.g. with the run folder to another machine).
+    """
+    try:
+        (gm, ga), (rm, ra) = _split_spec(given), _split_spec(recorded)
+    except ModelLoadError:
+        return False
+    if _is_file_spec(gm) and _is_file_spec(rm):
+        return ga == ra and Path(gm).name == Path(rm).name
+    return (gm, ga) == (rm, ra)
 
 
 def load_user_model(spec: str, **kwargs: Any) -> nn.Module:
@@ -128,7 +205,7 @@ def load_user_model(spec: str, **kwargs: Any) -> nn.Module:
         )
     try:
         model = obj(**kwargs)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ModelLoadError(f"calling {spec!r} failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise ModelLoadError(

@@ -168,7 +168,7 @@ def _coarse_test(A: Tensor, delta: Tensor, L: float) -> tuple[Tensor, Tensor]:
         # The distance to the lower boundary, minus 1 (t = 0 has none: clamped, it stays > 0).
         torch.add(clamped, upper, alpha=shrink, out=gap)
         near.logical_or_(gap < low[start : start + step])
-        hits = near.view(-1).nonzero().squeeze(1)
+        hits = near.reshape(-1).nonzero().squeeze(1)  # logical order (channels-last too)
         if hits.numel():
             found.append(hits + start * per_sample)
     flat = torch.cat(found) if found else torch.empty(0, dtype=torch.long, device=A.device)

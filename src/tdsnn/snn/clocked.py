@@ -12,17 +12,61 @@ operation is counted as it happens.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from ..coding import bias_spike_time, spike_value, tick_weight
+from ..errors import SpikeInputError
 from ..ops import SNNLayerEvents
 from .certified import U32, U64, Certification, near_boundaries
 from .layers import SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
+from .ranges import Float32RangeError
 
-MAX_ACTIVE_STEPS = 1_000_000
+# Default bound on the time steps of one presentation (its latency, the sum of all
+# periods): every step costs a conv of the batch, and the step histograms grow with it.
+# Networks at the paper's L = 5 need tens to hundreds of steps; raise it per call with
+# snn.run(..., max_steps=N).
+MAX_STEPS = 100_000
+MAX_ACTIVE_STEPS = MAX_STEPS  # the bound of an active period run on its own
+
+
+def check_max_steps(max_steps: object) -> int:
+    """``max_steps`` as a positive int (None: :data:`MAX_STEPS`), or a refusal."""
+    if max_steps is None:
+        return MAX_STEPS
+    if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 1:
+        raise SpikeInputError(f"max_steps must be a positive integer, got {max_steps!r}")
+    return int(max_steps)
+
+
+def _too_long(name: str, what: str, step: float, max_steps: int) -> SpikeInputError:
+    return SpikeInputError(
+        f"clocked simulation: {what} of layer '{name}' would end at step {step:.0f} of the "
+        f"presentation, past max_steps={max_steps}; pass snn.run(..., max_steps=N) with a "
+        "larger N (time and memory grow with the steps), or use backend='closed_form', which "
+        "has no time loop"
+    )
+
+
+class StepBudget(NamedTuple):
+    """What is left of ``max_steps`` for a layer's active period, per sample."""
+
+    left: Tensor
+    max_steps: int
+
+
+def take_steps(elapsed: Tensor, period: Tensor, max_steps: int, name: str) -> Tensor:
+    """``elapsed + period`` (per sample), refused before a period that would end past
+    ``max_steps``."""
+    reach = elapsed + period.to(elapsed.dtype)
+    worst = float(reach.max())
+    if not worst <= max_steps:
+        raise _too_long(name, "the inhibitory period", worst, max_steps)
+    return reach
 
 
 def _per_sample(values: Tensor, like: Tensor) -> Tensor:
@@ -92,8 +136,12 @@ def run_synapse(
     fanout: Tensor,
     dtype: torch.dtype,
     certificates: list[Certification] | None = None,
+    budget: StepBudget | None = None,
 ) -> tuple[Tensor, SNNLayerEvents]:
     """Simulate one synapse layer through its inhibitory and active periods.
+
+    ``budget`` bounds the active period: a layer whose neurons would fire later is
+    refused before the period is stepped (see :func:`active_period`).
 
     With ``certificates`` (a list to append to; potentials in float64), a hidden conv or
     linear layer sums each step's spikes through its weights in float32 (the spikes are
@@ -132,10 +180,17 @@ def run_synapse(
     if layer.is_output:
         events.own_leaks = leaks
         # Read out the potential, rescaled by exp(T_il/L) to the G-DNN's logits.
-        return V * _per_sample(torch.exp(t_il.to(dtype) / L), V), events
+        # (the factor in float64: in float32 it overflows long before the product does)
+        scale = torch.exp(t_il.to(torch.float64) / L)
+        return (V.to(torch.float64) * _per_sample(scale, V)).to(dtype), events
     # Active period: tau = 0 releases the inhibition; ticks from tau = 1 on.
     w_tick = _per_sample(tick_weight(t_il.to(dtype), L), V)
-    t_out, ticks, events.clipped = active_period(V, w_tick, decay, limit, layer.name)
+    if not bool((w_tick > 0).all()):  # exp(-T_il/L) underflowed
+        what = f"the tick weight of layer '{layer.name}' (exp(-T_il/L) at T_il={float(t_il.max()):g})"
+        if dtype == torch.float32:
+            raise Float32RangeError(what)
+        raise SpikeInputError(f"{what} underflows {dtype}; the weights or the input are far too large")
+    t_out, ticks, events.clipped = active_period(V, w_tick, decay, limit, layer.name, budget)
     events.tick_adds = ticks
     events.own_leaks = leaks + ticks
     return t_out, events
@@ -146,6 +201,9 @@ def _certify_potentials(layer: SpikingSynapse, V: Tensor, t_in: Tensor, t_il: Te
     synaptic sums could have changed.  ``V = -exp(-T_il/L) A`` (eq. 8), so this is the
     closed form's boundary test on ``A``."""
     scale = _per_sample(torch.exp(t_il.to(V.dtype) / layer.L), V)
+    if not bool(torch.isfinite(V).all()):  # a float32 step sum overflowed: redo in float64
+        n_all = int(V.numel())
+        return Certification(n_all, n_all, n_all, n_all, True)
     A = V.neg().mul_(scale)
     g = spike_value(t_in, layer.L, torch.float32)
     n = layer.fan_in() + 2  # the sum, and a float64 weight rounded to float32
@@ -164,15 +222,53 @@ def _certify_potentials(layer: SpikingSynapse, V: Tensor, t_in: Tensor, t_il: Te
 
 
 def active_period(
-    V: Tensor, w_tick: Tensor, decay: float, limit: int | None, name: str
+    V: Tensor,
+    w_tick: Tensor,
+    decay: float,
+    limit: int | None,
+    name: str,
+    budget: StepBudget | None = None,
 ) -> tuple[Tensor, int, int]:
     """Release the inhibition: fire at ``tau = 0`` where ``V >= 0``, then tick and leak.
 
     Returns the firing steps, the ticks delivered to not-yet-fired neurons (each also
     a leak step) and how many neurons a static ``limit`` forced to fire.  ``V`` is
-    updated in place (a fired neuron's potential is not read again).
+    updated in place (a fired neuron's potential is not read again).  Before stepping,
+    the last firing step is predicted in closed form (``L ln(1 - V (1 - a) / w_tick)``,
+    eq. 7) and the period refused if it would pass the ``budget`` (per sample; default
+    :data:`MAX_ACTIVE_STEPS`), or if the potentials are not finite.
     """
+    if not bool(torch.isfinite(V).all()):
+        raise SpikeInputError(
+            f"layer '{name}': potentials overflow {V.dtype} (NaN or infinite); the weights or "
+            "the input are far too large"
+        )
     waiting = V < 0
+    max_steps = MAX_ACTIVE_STEPS if budget is None else budget.max_steps
+    cap = max_steps if budget is None else int(budget.left.max())
+    if bool(waiting.any()):
+        L = -1.0 / math.log(decay)
+        # -V (1 - a) / w_tick is the pre-activation A (eq. 8); fired neurons clamp to 0.
+        ratio = V.to(torch.float64, copy=True).neg_().mul_((1.0 - decay) / w_tick.double())
+        last = ratio.clamp_(min=0).log1p_().mul_(L).ceil_().flatten(1).amax(dim=1)
+        if not bool(torch.isfinite(last).all()):
+            raise SpikeInputError(
+                f"layer '{name}': a pre-activation -V exp(T_il/L) overflows float64; the weights "
+                "or the input are far too large"
+            )
+        if limit is not None:
+            last.clamp_(max=limit)
+        allowed = torch.full_like(last, cap) if budget is None else budget.left.double()
+        over = last > allowed
+        if bool(over.any()):
+            sample = int(over.double().argmax())
+            raise SpikeInputError(
+                f"clocked simulation: the active period of layer '{name}' needs "
+                f"{float(last[sample]):.0f} steps (sample {sample}), but only "
+                f"{float(allowed[sample]):.0f} are left of max_steps={max_steps}; pass "
+                "snn.run(..., max_steps=N) with a larger N (time and memory grow with the "
+                "steps), or use backend='closed_form', which has no time loop"
+            )
     below = torch.empty_like(waiting)
     t_out = torch.zeros_like(V)  # +1 for every step a neuron is still waiting
     ticks = clipped = tau = 0
@@ -181,8 +277,11 @@ def active_period(
         if n_waiting == 0:
             break
         tau += 1
-        if tau > MAX_ACTIVE_STEPS:
-            raise RuntimeError(f"layer '{name}': neurons did not fire within {tau} steps")
+        if tau > cap + 1:  # the prediction is exact up to rounding: a backstop only
+            raise SpikeInputError(
+                f"clocked simulation: neurons of layer '{name}' did not fire within {cap} "
+                "steps; pass snn.run(..., max_steps=N) with a larger N"
+            )
         ticks += n_waiting
         V.mul_(decay).add_(w_tick)
         t_out.add_(waiting)
@@ -217,7 +316,11 @@ def run_maxpool(
 
 
 def run_leaky_maxpool(
-    layer: SpikingLeakyMaxPool, t_in: Tensor, t_il: Tensor, fanout: Tensor
+    layer: SpikingLeakyMaxPool,
+    t_in: Tensor,
+    t_il: Tensor,
+    fanout: Tensor,
+    budget: StepBudget | None = None,
 ) -> tuple[Tensor, SNNLayerEvents]:
     """Leaky max-pool neurons, stepped: inputs weigh ``-1``, ticks ``r`` (eqs. 12-13)."""
     decay = math.exp(-1.0 / layer.L)
@@ -226,7 +329,7 @@ def run_leaky_maxpool(
     V, synaptic, leaks = inhibitory_period(
         lambda spikes: -layer.window_count(spikes), t_in, t_il, fanout.to(dtype), decay
     )
-    t_out, ticks, _ = active_period(V, _per_sample(ratio, V), decay, None, layer.name)
+    t_out, ticks, _ = active_period(V, _per_sample(ratio, V), decay, None, layer.name, budget)
     leaks += ticks
     events = SNNLayerEvents(
         name=layer.name,

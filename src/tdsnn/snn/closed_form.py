@@ -17,6 +17,7 @@ from ..coding import spike_value
 from ..ops import SNNLayerEvents
 from .certified import Certification, certified_spike_times
 from .layers import SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
+from .ranges import check_times
 
 
 def run_synapse(
@@ -47,6 +48,7 @@ def run_synapse(
     else:  # T(ReLU(A)) in place: A is not needed any more.
         A = layer.affine(spike_value(t_in, layer.L, dtype))
         t_out = A.clamp_(min=0).log1p_().mul_(layer.L).ceil_()
+    check_times(t_out, f"layer '{layer.name}'")
     events = _events(layer, t_out, t_il, fanout)
     if limit is not None:
         events.clipped = int((t_out > limit).sum())
@@ -118,6 +120,7 @@ def run_leaky_maxpool(
     S = layer.window_count(torch.exp((t_in - t_il.reshape(shape)) / L))
     c_l = -math.expm1(-1.0 / L)
     t_out = torch.ceil(L * torch.log1p(S * c_l / ratio))
+    check_times(t_out, f"layer '{layer.name}'")
     neurons = int(t_out[0].numel())
     fired = exact_sum(t_out)
     events = SNNLayerEvents(

@@ -8,10 +8,12 @@ import torch
 from torch import Tensor, nn
 
 from ..coding import bias_spike_time, spike_time_float
-from ..errors import SpikeInputError
+from ..errors import SpikeInputError, UnsupportedModelError
 from ..ops import SNNOps
 from . import clocked, closed_form
+from .certified import Certification
 from .layers import SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
+from .ranges import Float32RangeError, check_logits, check_times
 from .result import SNNResult
 
 BACKENDS = {"closed_form": closed_form, "clocked": clocked}
@@ -56,6 +58,8 @@ class SNN(nn.Module):
         x: Tensor,
         backend: str = "closed_form",
         precision: str | torch.dtype = "certified",
+        *,
+        max_steps: int | None = None,
     ) -> SNNResult:
         """Simulate the SNN on a batch of non-negative inputs.
 
@@ -72,24 +76,70 @@ class SNN(nn.Module):
                 ``"float32"``: plain float32, fastest; closed_form then equals the
                 float32 G-DNN bit for bit, but a neuron within float32 rounding of a
                 level boundary may fire one step off float64.  ``torch.float64`` and
-                ``torch.float32`` are accepted for the last two.
+                ``torch.float32`` are accepted for the last two.  Where a float32 spike
+                time or logit would leave float32's exact range (2**24, or overflow),
+                ``"certified"`` reruns the batch in float64 (``extras["fallback"]`` says
+                why) and ``"float32"`` raises :class:`SpikeInputError`.
+            max_steps: ``clocked`` only: the most time steps one presentation may take
+                (its latency); a batch that would need more is refused before its time
+                loop runs.  Default :data:`tdsnn.snn.clocked.MAX_STEPS`.
         """
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
-        precision = {torch.float64: "float64", torch.float32: "float32"}.get(precision, precision)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if not isinstance(backend, str) or backend not in BACKENDS:
+            raise SpikeInputError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
+        if isinstance(precision, torch.dtype):
+            precision = {torch.float64: "float64", torch.float32: "float32"}.get(precision, precision)
+        if not isinstance(precision, str) or precision not in PRECISIONS:
+            raise SpikeInputError(
+                f"precision must be one of {PRECISIONS} (or torch.float64 / torch.float32), "
+                f"got {precision!r}"
+            )
+        max_steps = clocked.check_max_steps(max_steps)
         self._check_input(x)
         with torch.no_grad():
-            return self._simulate(x, backend, precision)
+            try:
+                return self._simulate(x, backend, precision, max_steps)
+            except Float32RangeError as exc:
+                if precision != "certified":
+                    raise SpikeInputError(
+                        f"{exc.what} leaves float32's exact range (integers up to 2**24, "
+                        "values up to 3.4e38); run with precision='certified' or 'float64'"
+                    ) from None
+                reason = exc.what
+            result = self._simulate(x, backend, "float64", max_steps)
+            hidden = {s.name for s in self.synapse_layers}
+            result.extras.update(
+                precision="certified",
+                certified=[
+                    Certification(n, n, n, n, True)
+                    for name, n in zip(result.layer_names, result.spike_counts)
+                    if name in hidden
+                ],
+                fallback=f"{reason} left float32's exact range: the batch ran in float64",
+            )
+            return result
 
     def _check_input(self, x: Tensor) -> None:
+        if not self.synapse_layers:
+            raise UnsupportedModelError("the SNN has no synapse layer; build it with tdsnn.convert")
         if not isinstance(x, Tensor):
             raise SpikeInputError(f"input must be a torch.Tensor, got {type(x).__name__}")
         if not torch.is_floating_point(x):
-            raise SpikeInputError(f"input must be a floating tensor, got {x.dtype}")
-        if x.dim() < 2 or x.shape[0] == 0:
-            raise SpikeInputError(f"input must be a non-empty batch, got shape {tuple(x.shape)}")
+            raise SpikeInputError(
+                f"input must be a floating tensor, got {x.dtype}; convert it (x.float()) and "
+                "scale it as the model was prepared for"
+            )
+        if x.dim() < 2 or x.shape[0] == 0 or x.numel() == 0:
+            raise SpikeInputError(
+                f"input must be a non-empty batch (batch x features or batch x C x H x W), got "
+                f"shape {tuple(x.shape)}"
+            )
+        if x.is_meta:
+            raise SpikeInputError("input is on the meta device (it has no values)")
+        weights = [b for b in self.buffers() if b is not None]
+        if weights and weights[0].device != x.device:
+            raise SpikeInputError(
+                f"input is on {x.device}, the SNN on {weights[0].device}; move one of them"
+            )
         if not bool(torch.isfinite(x).all()):
             raise SpikeInputError("input contains NaN or infinite values")
         if bool((x < 0).any()):
@@ -119,7 +169,7 @@ class SNN(nn.Module):
             self._fanout_cache[key] = layer.connection_map(in_shape).to(device)
         return self._fanout_cache[key]
 
-    def _simulate(self, x: Tensor, backend_name: str, precision: str) -> SNNResult:
+    def _simulate(self, x: Tensor, backend_name: str, precision: str, max_steps: int) -> SNNResult:
         backend = BACKENDS[backend_name]
         certify = precision == "certified"
         # Spike times and potentials: certified closed_form works in float32 (and
@@ -139,6 +189,11 @@ class SNN(nn.Module):
         if static is not None:
             clipped.append(int((times > static[0]).sum()))
             times = torch.clamp(times, max=static[0])
+        check_times(times, "the input")
+        # clocked: per sample, the steps simulated so far; each time loop is refused
+        # before it starts if it would take the presentation past max_steps.
+        elapsed = torch.zeros(batch, dtype=torch.float64, device=x.device)
+        stepped = backend is clocked
         spike_times = [times]
         names = ["input"]
         last_spike = times.flatten(1).amax(dim=1)  # last spike of the current producer
@@ -156,7 +211,12 @@ class SNN(nn.Module):
                 if isinstance(layer, SpikingLeakyMaxPool):
                     # Its own period: inhibited until the producer's last spike (>= 1).
                     pool_t_il = torch.clamp(last_spike, min=1)
-                    times, ev = backend.run_leaky_maxpool(layer, times, pool_t_il, fanout)
+                    budget = {}
+                    if stepped:
+                        elapsed = clocked.take_steps(elapsed, pool_t_il, max_steps, layer.name)
+                        budget["budget"] = clocked.StepBudget(max_steps - elapsed, max_steps)
+                    times, ev = backend.run_leaky_maxpool(layer, times, pool_t_il, fanout, **budget)
+                    check_times(times, f"layer '{layer.name}'")
                     pool_periods.append(pool_t_il)
                     last_spike = times.flatten(1).amax(dim=1)
                     spike_times.append(times)
@@ -176,20 +236,28 @@ class SNN(nn.Module):
                         (batch,), float(static[synapse_index]), dtype=dtype, device=x.device
                     )
                 t_il_rows.append(t_il)
+                if layer.kind == "linear" and times.dim() != 2:
+                    raise SpikeInputError(
+                        f"Linear layer '{layer.name}' receives shape {tuple(times.shape)}; it "
+                        "needs batch x features (add nn.Flatten before it, or feed 2-D input)"
+                    )
                 limit = None
                 if static is not None and not layer.is_output:
                     limit = static[synapse_index + 1]
+                options: dict = {}
                 if certify:
-                    out, ev = backend.run_synapse(
-                        layer, times, t_il, limit, fanout, dtype, certificates=certificates
-                    )
-                else:
-                    out, ev = backend.run_synapse(layer, times, t_il, limit, fanout, dtype)
+                    options["certificates"] = certificates
+                if stepped:
+                    elapsed = clocked.take_steps(elapsed, t_il, max_steps, layer.name)
+                    options["budget"] = clocked.StepBudget(max_steps - elapsed, max_steps)
+                out, ev = backend.run_synapse(layer, times, t_il, limit, fanout, dtype, **options)
                 events.append(ev)
                 synapse_index += 1
                 if layer.is_output:
+                    check_logits(out, layer.name)
                     logits = out
                     break
+                check_times(out, f"layer '{layer.name}'")
                 if static is not None:
                     clipped.append(ev.clipped)
                 times = out
@@ -212,7 +280,9 @@ class SNN(nn.Module):
             latency = latency + pool_t_il.sum(dim=1)
             extras["maxpool_t_il"] = pool_t_il
         ops = SNNOps(samples=batch, latency_steps=int(latency.sum()), layers=events)
-        spike_dtype = torch.int16 if int(latency.max()) < 2**15 else torch.int32
+        # Every spike time is at most the latency: the smallest integer type that holds it.
+        top = int(latency.max())
+        spike_dtype = torch.int16 if top < 2**15 else torch.int32 if top < 2**31 else torch.int64
         spike_times = [t.to(spike_dtype) for t in spike_times]
         counts = [int(t.numel()) for t in spike_times]
         return SNNResult(
