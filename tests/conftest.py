@@ -42,3 +42,12 @@ def copy_run(tiny_run, tmp_path):
     target = tmp_path / "run"
     shutil.copytree(tiny_run, target, ignore=shutil.ignore_patterns(".tdsnn.lock"))
     return target
+
+
+@pytest.fixture(autouse=True)
+def spot_checks(monkeypatch):
+    """Every certified run in the tests checks 16 random neurons per layer against the
+    reference (tdsnn.snn.certified.spot_check): a bound that fails anywhere raises."""
+    from tdsnn.snn import certified
+
+    monkeypatch.setattr(certified, "DEFAULT_SPOT_CHECKS", certified.SPOT_CHECK)

@@ -22,7 +22,7 @@ from torch import Tensor
 from ..coding import bias_spike_time, spike_value, tick_weight
 from ..errors import SpikeInputError
 from ..ops import SNNLayerEvents
-from .certified import U32, U64, Certification, near_boundaries
+from .certified import U32, U64, Certification, Found, near_boundaries
 from .layers import SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 from .ranges import Float32RangeError
 
@@ -155,18 +155,23 @@ def run_synapse(
     bias = None
     if layer.bias_neuron_weight is not None:
         bias = (bias_spike_time(L), layer.bias_neuron_weight.to(dtype))
-    certify = certificates is not None and not layer.is_output and layer.kind != "avgpool"
-    spike_dtype = torch.float32 if certify else dtype
+    certify = certificates is not None and not layer.is_output
+    float32_sums = certify and layer.kind != "avgpool"  # average pooling sums in float64
+    spike_dtype = torch.float32 if float32_sums else dtype
     V, synaptic, leaks = inhibitory_period(
         layer.synaptic_input, t_in, t_il, fanout.to(dtype), decay, bias, spike_dtype
     )
+    pinned = None
     if certify:
-        report = _certify_potentials(layer, V, t_in, t_il)
-        if report.full_float64:  # the bound is too wide: step again in float64
+        found = _certify_potentials(layer, V, t_in, t_il, float32_sums=float32_sums)
+        if found is None:  # the bound is too wide: step again in float64, certify that
             V, _, _ = inhibitory_period(
                 layer.synaptic_input, t_in, t_il, fanout.to(dtype), decay, bias
             )
-        certificates.append(report)
+            found = _certify_potentials(layer, V, t_in, t_il, float32_sums=False)
+            assert found is not None  # the float64 bound is never too wide
+        certificates.append(found.report)
+        pinned = _pins(found, V)
     neurons = int(V[0].numel())
     events = SNNLayerEvents(
         name=layer.name,
@@ -190,35 +195,70 @@ def run_synapse(
         if dtype == torch.float32:
             raise Float32RangeError(what)
         raise SpikeInputError(f"{what} underflows {dtype}; the weights or the input are far too large")
-    t_out, ticks, events.clipped = active_period(V, w_tick, decay, limit, layer.name, budget)
+    t_out, ticks, events.clipped = active_period(
+        V, w_tick, decay, limit, layer.name, budget, pinned
+    )
     events.tick_adds = ticks
     events.own_leaks = leaks + ticks
     return t_out, events
 
 
-def _certify_potentials(layer: SpikingSynapse, V: Tensor, t_in: Tensor, t_il: Tensor) -> Certification:
-    """Pin down, in place, the potentials at the release whose firing step the float32
-    synaptic sums could have changed.  ``V = -exp(-T_il/L) A`` (eq. 8), so this is the
-    closed form's boundary test on ``A``."""
-    scale = _per_sample(torch.exp(t_il.to(V.dtype) / layer.L), V)
+def _certify_potentials(
+    layer: SpikingSynapse, V: Tensor, t_in: Tensor, t_il: Tensor, float32_sums: bool
+) -> Found | None:
+    """Pin down, in place, the potentials at the release whose firing step rounding could
+    change.  ``V = -exp(-T_il/L) A`` (eq. 8), so this is the closed form's boundary test on
+    ``A``; the decisions keep a margin for the rounding of the active period's steps, and
+    the neurons that even float64 cannot decide are pinned to the exact test's step.
+
+    ``float32_sums``: each step's spikes were summed in float32 (else in float64).
+    Returns None when the float32 bound is too wide (the caller steps again in float64).
+    """
+    n_all = int(V.numel())
     if not bool(torch.isfinite(V).all()):  # a float32 step sum overflowed: redo in float64
-        n_all = int(V.numel())
-        return Certification(n_all, n_all, n_all, n_all, True)
+        return None if float32_sums else _refuse_overflow(layer)
+    scale = _per_sample(torch.exp(t_il.to(V.dtype) / layer.L), V)
     A = V.neg().mul_(scale)
-    g = spike_value(t_in, layer.L, torch.float32)
-    n = layer.fan_in() + 2  # the sum, and a float64 weight rounded to float32
     steps = float(t_il.max()) + 1.0
-    gamma = 1.01 * n * U32 / (1.0 - n * U32) + 8.0 * (n + steps) * U64
-    g_error = (2.0 * float(t_in.max()) / layer.L + 4.0) * U32
-    found = near_boundaries(layer, A, g, t_in, gamma * (1.0 + 2.0 * gamma), g_error)
+    n = layer.fan_in() + 2  # the sum, and a float64 weight rounded to float32
+    if float32_sums:
+        g = spike_value(t_in, layer.L, torch.float32)
+        gamma = 1.01 * n * U32 / (1.0 - n * U32) + 8.0 * (n + steps) * U64
+        g_error = (2.0 * float(t_in.max()) / layer.L + 4.0) * U32
+    else:
+        g = spike_value(t_in, layer.L, torch.float64)
+        gamma = 8.0 * (n + steps) * U64
+        g_error = 0.0
+    # The active period multiplies and adds once per step: its rounding, relative to
+    # 1 + A, stays below 4 (steps + 2) u for as many steps as the slowest neuron takes.
+    t_active = float(torch.log1p(A.clamp(min=0).max()).mul(layer.L).ceil()) if n_all else 0.0
+    margin = 4.0 * (t_active + 2.0) * U64
+    found = near_boundaries(
+        layer, A, g, t_in, gamma * (1.0 + 2.0 * gamma), g_error, margin, float32_sums
+    )
     if found is None:
-        n_all = int(V.numel())
-        return Certification(n_all, n_all, n_all, n_all, True)
-    _, where, better, report = found
+        return None
+    where = found.where
     if where.shape[0]:
-        index = tuple(where.t())
-        V[index] = -better / scale.reshape(-1)[where[:, 0]]
-    return report
+        V[tuple(where.t())] = -found.better / scale.reshape(-1)[where[:, 0]]
+    if not float32_sums:
+        found.report.full_float64 = True
+    return found
+
+
+def _refuse_overflow(layer: SpikingSynapse) -> None:
+    raise SpikeInputError(
+        f"layer '{layer.name}': potentials overflow float64 (NaN or infinite); the weights "
+        "or the input are far too large"
+    )
+
+
+def _pins(found: Found, V: Tensor) -> tuple[tuple[Tensor, ...], Tensor] | None:
+    """Indices into ``V`` and firing steps of the neurons the exact test decided."""
+    if found.exact_at.shape[0] == 0:
+        return None
+    where = found.where[found.exact_at]
+    return tuple(where.t()), found.exact_t.to(V.device)
 
 
 def active_period(
@@ -228,8 +268,13 @@ def active_period(
     limit: int | None,
     name: str,
     budget: StepBudget | None = None,
+    pinned: tuple[tuple[Tensor, ...], Tensor] | None = None,
 ) -> tuple[Tensor, int, int]:
     """Release the inhibition: fire at ``tau = 0`` where ``V >= 0``, then tick and leak.
+
+    ``pinned`` (indices, steps): neurons whose pre-activation lies closer to a level
+    boundary than float64 resolves; they cross the threshold at the step that exact
+    arithmetic gives (certified precision), the others where their float64 ``V`` does.
 
     Returns the firing steps, the ticks delivered to not-yet-fired neurons (each also
     a leak step) and how many neurons a static ``limit`` forced to fire.  ``V`` is
@@ -244,6 +289,9 @@ def active_period(
             "the input are far too large"
         )
     waiting = V < 0
+    if pinned is not None:
+        pin_at, pin_t = pinned
+        waiting[pin_at] = pin_t > 0
     max_steps = MAX_ACTIVE_STEPS if budget is None else budget.max_steps
     cap = max_steps if budget is None else int(budget.left.max())
     if bool(waiting.any()):
@@ -286,6 +334,8 @@ def active_period(
         V.mul_(decay).add_(w_tick)
         t_out.add_(waiting)
         waiting.logical_and_(torch.lt(V, 0, out=below))
+        if pinned is not None:
+            waiting[pin_at] = pin_t > tau
         if limit is not None and tau >= limit:
             clipped += int(waiting.sum())
             waiting.zero_()  # the static active period ends: the rest fire now

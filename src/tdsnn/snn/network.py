@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -10,8 +11,8 @@ from torch import Tensor, nn
 from ..coding import bias_spike_time, spike_time_float
 from ..errors import SpikeInputError, UnsupportedModelError
 from ..ops import SNNOps
-from . import clocked, closed_form
-from .certified import Certification
+from . import certified, clocked, closed_form
+from .certified import Certification, certified_conditions, spot_check, warn_once
 from .layers import SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 from .ranges import Float32RangeError, check_logits, check_times
 from .result import SNNResult
@@ -60,6 +61,7 @@ class SNN(nn.Module):
         precision: str | torch.dtype = "certified",
         *,
         max_steps: int | None = None,
+        spot_checks: int | None = None,
     ) -> SNNResult:
         """Simulate the SNN on a batch of non-negative inputs.
 
@@ -68,11 +70,16 @@ class SNN(nn.Module):
             backend: ``"closed_form"`` (fast, one DNN-like pass) or ``"clocked"``
                 (faithful time-stepped Algorithm 1).  Both give the same result.
             precision: ``"certified"`` (default): float32 arithmetic whose spike times
-                are proven equal to float64's: the few neurons within float32 rounding
-                of a level boundary get their pre-activation recomputed in float64
-                (closed_form: float32 layers; clocked: float32 synaptic sums per step,
-                float64 potentials); per-layer counts in ``result.extras["certified"]``.
-                ``"float64"``: everything in float64 (the slow reference).
+                are proven equal to the exact reference (design note, "What is
+                certified"): the few neurons within float32 rounding of a level boundary
+                get their pre-activation recomputed in float64, and those within float64
+                rounding the exact test (closed_form: float32 layers; clocked: float32
+                synaptic sums per step, float64 potentials); per-layer counts in
+                ``result.extras["certified"]``.  It runs under
+                :func:`~tdsnn.snn.certified.certified_conditions` (IEEE float32, direct
+                convolutions); on a device or torch where those cannot be set up it
+                runs in float64 instead and warns once (``extras["fallback"]``).
+                ``"float64"``: everything in float64 (the G-DNN's float64 forward).
                 ``"float32"``: plain float32, fastest; closed_form then equals the
                 float32 G-DNN bit for bit, but a neuron within float32 rounding of a
                 level boundary may fire one step off float64.  ``torch.float64`` and
@@ -83,6 +90,13 @@ class SNN(nn.Module):
             max_steps: ``clocked`` only: the most time steps one presentation may take
                 (its latency); a batch that would need more is refused before its time
                 loop runs.  Default :data:`tdsnn.snn.clocked.MAX_STEPS`.
+            spot_checks: certified only: per hidden layer whose float32 arithmetic was
+                certified, how many random neurons of one random sample are recomputed
+                with the reference after the layer, raising
+                :class:`~tdsnn.snn.certified.CertificationError` on a difference (a
+                run-time check of the bound; e.g. 16).  Default
+                :data:`~tdsnn.snn.certified.DEFAULT_SPOT_CHECKS` (0: off, as it costs
+                more than 3 % at small batches).
         """
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise SpikeInputError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
@@ -94,29 +108,52 @@ class SNN(nn.Module):
                 f"got {precision!r}"
             )
         max_steps = clocked.check_max_steps(max_steps)
+        if spot_checks is None:
+            spot_checks = certified.DEFAULT_SPOT_CHECKS
+        if isinstance(spot_checks, bool) or not isinstance(spot_checks, int) or spot_checks < 0:
+            raise SpikeInputError(f"spot_checks must be an integer >= 0, got {spot_checks!r}")
         self._check_input(x)
+        self._spot_checks = spot_checks
         with torch.no_grad():
+            if precision == "certified":
+                guard, reason = certified_conditions(x.device)
+                if guard is None:
+                    warn_once(reason)
+                    return self._fallback(x, backend, max_steps, reason)
+            else:
+                guard = contextlib.nullcontext()
             try:
-                return self._simulate(x, backend, precision, max_steps)
+                with guard:
+                    return self._simulate(x, backend, precision, max_steps)
             except Float32RangeError as exc:
                 if precision != "certified":
                     raise SpikeInputError(
                         f"{exc.what} leaves float32's exact range (integers up to 2**24, "
                         "values up to 3.4e38); run with precision='certified' or 'float64'"
                     ) from None
-                reason = exc.what
-            result = self._simulate(x, backend, "float64", max_steps)
-            hidden = {s.name for s in self.synapse_layers}
-            result.extras.update(
-                precision="certified",
-                certified=[
-                    Certification(n, n, n, n, True)
-                    for name, n in zip(result.layer_names, result.spike_counts)
-                    if name in hidden
-                ],
-                fallback=f"{reason} left float32's exact range: the batch ran in float64",
-            )
-            return result
+                reason = f"{exc.what} left float32's exact range"
+            return self._fallback(x, backend, max_steps, reason)
+
+    def _fallback(self, x: Tensor, backend: str, max_steps: int, reason: str) -> SNNResult:
+        """Certified precision that had to run in float64 (``extras["fallback"]`` says why)."""
+        result = self._simulate(x, backend, "float64", max_steps)
+        hidden = {s.name for s in self.synapse_layers}
+        result.extras.update(
+            precision="certified",
+            certified=[
+                Certification(n, n, n, n, True)
+                for name, n in zip(result.layer_names, result.spike_counts)
+                if name in hidden
+            ],
+            fallback=f"{reason}: the batch ran in float64",
+        )
+        return result
+
+    def _spot_generator(self) -> torch.Generator:
+        """The spot check's sampler: seeded once per SNN, so runs are reproducible."""
+        if getattr(self, "_spot_rng", None) is None:
+            self._spot_rng = torch.Generator().manual_seed(0)
+        return self._spot_rng
 
     def _check_input(self, x: Tensor) -> None:
         if not self.synapse_layers:
@@ -251,6 +288,10 @@ class SNN(nn.Module):
                     elapsed = clocked.take_steps(elapsed, t_il, max_steps, layer.name)
                     options["budget"] = clocked.StepBudget(max_steps - elapsed, max_steps)
                 out, ev = backend.run_synapse(layer, times, t_il, limit, fanout, dtype, **options)
+                if (certify and not layer.is_output and self._spot_checks
+                        and not certificates[-1].full_float64):  # fmt: skip
+                    # float32 arithmetic was certified here: check the bound held
+                    spot_check(layer, times, out, limit, self._spot_generator(), self._spot_checks)
                 events.append(ev)
                 synapse_index += 1
                 if layer.is_output:
