@@ -24,6 +24,8 @@ SCHEMA_KEYS = {
     "model", "dataset", "L", "input_scale", "samples", "accuracy", "agreement",
     "disagreements", "latency", "t_il_mean", "layer_names", "spikes_per_sample",
     "spikes_per_layer", "ops", "energy_pj", "clipped", "t_il_mode", "timing_s", "precision",
+    "coding", "sparsity", "spiking_neurons", "spikes_per_neuron", "synaptic_events_per_image",
+    "dnn_macs_per_image", "events_per_mac",
 }  # fmt: skip
 
 
@@ -53,6 +55,7 @@ def test_main_job_end_to_end(tmp_path, capsys):
     assert evaluation["accuracy"]["snn"]["clocked"]["top1"] > 0.3  # chance is 0.1
     assert evaluation["accuracy"]["dnn"]["top1"] > 0.3
     assert evaluation["input_scale"] == 4.0 and evaluation["L"] == 5.0
+    assert evaluation["coding"] == "paper" and evaluation["spikes_per_neuron"] == 1.0
     sidecar = json.loads((out / "snn_L5.json").read_text())["metadata"]
     for key in ("architecture", "arch_kwargs", "L", "dataset", "normalization", "input_scale",
                 "activation_scales", "metrics", "t_il_mode"):  # fmt: skip

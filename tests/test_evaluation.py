@@ -19,6 +19,8 @@ SCHEMA_KEYS = {
     "model", "dataset", "L", "input_scale", "samples", "accuracy", "agreement",
     "disagreements", "latency", "t_il_mean", "layer_names", "spikes_per_sample",
     "spikes_per_layer", "ops", "energy_pj", "clipped", "t_il_mode", "timing_s", "precision",
+    "coding", "spiking_neurons", "spikes_per_neuron", "synaptic_events_per_image",
+    "dnn_macs_per_image", "events_per_mac",
 }  # fmt: skip
 MEAN, STD = (0.1307,), (0.3081,)
 
@@ -57,6 +59,17 @@ def check_schema(result: dict, backends=("closed_form", "clocked")) -> None:
     assert set(result["energy_pj"]) == {"dnn", "snn_presentation", "snn_own", "snn_hardware"}
     assert set(result["timing_s"]) == {"dnn", "gdnn", *backends}
     assert result["t_il_mode"] in ("dynamic", "static")
+    assert result["coding"] in ("paper", "sparse")
+    spikes = sum(result["spikes_per_layer"].values())
+    assert result["spikes_per_neuron"] == pytest.approx(spikes / result["spiking_neurons"])
+    if result["coding"] == "paper":  # every spiking neuron fires exactly once
+        assert result["spikes_per_neuron"] == 1.0
+    else:
+        assert 0.0 <= result["spikes_per_neuron"] <= 1.0
+    assert result["dnn_macs_per_image"] == result["ops"]["dnn"]["mul"]
+    assert result["events_per_mac"] == pytest.approx(
+        result["synaptic_events_per_image"] / result["dnn_macs_per_image"]
+    )
     json.loads(json.dumps(result))  # JSON-able
 
 

@@ -50,6 +50,12 @@ BAD_VALUES = [
     (["convert", "--from", "{tmp}", "--calibrate", "0"], "positive integer"),
     (["evaluate", "--from", "{tmp}", "--limit", "-5"], "positive integer"),
     (["inspect", "--from", "{tmp}", "--index", "-1"], "integer >= 0"),
+    (["finetune", "--from", "{tmp}", "--sparsity", "-1"], "finite number >= 0"),
+    (["finetune", "--from", "{tmp}", "--sparsity", "nan"], "finite number >= 0"),
+    (["finetune", "--from", "{tmp}", "--sparsity", "1"], "--coding sparse"),
+    (["finetune", "--from", "{tmp}", "--coding", "dense"], "invalid choice"),
+    (["sweep", "--from", "{tmp}", "--L", "5", "--sparsity", "2"], "--coding sparse"),
+    (["convert", "--from", "{tmp}", "--coding", "dense"], "invalid choice"),
 ]
 
 

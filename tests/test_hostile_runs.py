@@ -142,6 +142,8 @@ BROKEN_FIELDS = [
     ("gdnn_L5", {"activation_scales": 2.0}, "activation_scales"),
     ("gdnn_L5", {"activation_scales": [1.0]}, "activation"),
     ("gdnn_L5", {"compensate": "yes"}, "compensate"),
+    ("gdnn_L5", {"coding": "dense"}, "coding"),
+    ("snn_L5", {"coding": ["sparse"]}, "coding"),
     ("snn_L5", {"static_t_il": "12"}, "static_t_il"),
     ("snn_L5", {"static_t_il": [1, 2]}, "static_t_il"),
     ("snn_L5", {"static_t_il": [-1, 5, 5]}, "static_t_il"),
@@ -178,7 +180,7 @@ JSON = st.recursive(
 )
 FIELDS = ["architecture", "model_spec", "arch_kwargs", "input_shape", "dataset", "data_dir",
           "normalization", "train", "L", "input_scale", "activation_scales", "compensate",
-          "static_t_il", "test_limit", "t_il_mode"]  # fmt: skip
+          "coding", "static_t_il", "test_limit", "t_il_mode"]  # fmt: skip
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -49,6 +49,7 @@ EXAMPLES = {
     "  tdsnn train --dataset cifar10 --model vgg_cifar --width 0.25 --out runs/vgg\n"
     "  tdsnn train --model-spec mynets.py:small_cnn --input-shape 1,28,28 --out runs/mine",
     "finetune": "tdsnn finetune --from runs/x --L 5 --epochs 1\n"
+    "  tdsnn finetune --from runs/x --L 5 --coding sparse --sparsity 1\n"
     "  tdsnn finetune --from runs/x --L 3 --input-scale 8 --activation-scale 2",
     "convert": "tdsnn convert --from runs/x            (dynamic T_il)\n"
     "  tdsnn convert --from runs/x --calibrate 1000   (static T_il from 1000 training images)",
@@ -234,9 +235,40 @@ def _finetune_options(parser: argparse.ArgumentParser, *, in_run: bool) -> None:
     group.add_argument(
         "--no-compensate", action="store_true", help="do not rescale weights for G ~ kappa(1+x)"
     )
+    group.add_argument(
+        "--coding",
+        choices=("paper", "sparse"),
+        default="paper",
+        help="spike coding: paper (default; every neuron fires once, a zero at t=0) or "
+        "sparse (a neuron of value <= 0 stays silent: fewer spikes and synaptic events)",
+    )
+    group.add_argument(
+        "--sparsity",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="LAMBDA",
+        help="fine-tuning loss += LAMBDA * soft fraction of the synaptic events (non-silent neurons weighted by their fan-out), pushing small "
+        "activations to silence (a finite number >= 0, default 0; > 0 needs --coding sparse)",
+    )
     if in_run:
         group.add_argument("--finetune-epochs", type=_count, default=DEFAULTS.finetune_epochs)
         group.add_argument("--finetune-lr", type=_positive_float, default=DEFAULTS.finetune_lr)
+
+
+def _coding_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--coding",
+        choices=("paper", "sparse"),
+        help="only a check: the coding comes from the run folder (recorded by finetune); "
+        "if given and different, stop with an error",
+    )
+
+
+def _check_sparsity(args: argparse.Namespace) -> None:
+    """Refuse --sparsity > 0 without --coding sparse before any work starts."""
+    from .pipeline import check_sparsity_options
+
+    check_sparsity_options(args.coding, args.sparsity)
 
 
 def _add(subparsers, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
@@ -304,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     _load_spec(p)
     p.add_argument("--L", type=_leak, help="which G-DNN (default: the only one)")
     p.add_argument("--calibrate", type=_positive_int, metavar="N", help="static T_il from N images")
+    _coding_check(p)
     _common(p)
 
     p = _add(sub, "evaluate", "evaluate DNN, G-DNN and SNN on the test set",
@@ -320,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SNN arithmetic: certified (default; float32 speed, float64 spike "
                         "times), float64, or float32 (fastest; may differ at level boundaries)")
     p.add_argument("--json", action="store_true", help="print the JSON instead of the table")
+    _coding_check(p)
     _common(p)
 
     p = _add(sub, "sweep", "fine-tune, convert and evaluate for several L (Figure 4)",
@@ -434,6 +468,7 @@ def _say_stage(meta: dict[str, Any], path: Path, what: str) -> None:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from .pipeline import finetune, gdnn_path
 
+    _check_sparsity(args)
     meta = finetune(
         args.run, L=args.L, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
         input_scale=args.input_scale, activation_scales=args.activation_scale,
@@ -441,19 +476,23 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         train_limit=args.train_limit, test_limit=args.test_limit, data_dir=args.data_dir,
         resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
-        model_spec=args.model_spec,
+        model_spec=args.model_spec, coding=args.coding, sparsity=args.sparsity,
     )  # fmt: skip
-    _say_stage(meta, gdnn_path(args.run, args.L), f"G-DNN (L={args.L:g})")
+    _say_stage(meta, gdnn_path(args.run, args.L), f"G-DNN (L={args.L:g}, {args.coding} coding)")
     return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .pipeline import convert_run, snn_path
 
-    meta = convert_run(args.run, L=args.L, calibrate=args.calibrate, model_spec=args.model_spec)
+    meta = convert_run(
+        args.run, L=args.L, calibrate=args.calibrate, model_spec=args.model_spec,
+        coding=args.coding,
+    )  # fmt: skip
     mode = meta["t_il_mode"]
     detail = f" T_il={meta['static_t_il']}" if meta["static_t_il"] else ""
-    print(f"SNN saved to {snn_path(args.run, meta['L'])} ({mode}{detail})")
+    coding = meta.get("coding", "paper")
+    print(f"SNN saved to {snn_path(args.run, meta['L'])} ({mode}{detail}, {coding} coding)")
     return 0
 
 
@@ -465,7 +504,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_run(
         args.run, L=args.L, backends=args.backends, limit=args.limit,
         batch_size=args.batch_size or 100, progress=_progress(args), device=args.device,
-        precision=args.precision, model_spec=args.model_spec,
+        precision=args.precision, model_spec=args.model_spec, coding=args.coding,
     )  # fmt: skip
     print0(json.dumps(result, indent=2) if args.json else format_table(result))
     print0(f"wrote {Path(args.run) / 'evaluation.json'}")
@@ -476,6 +515,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .distributed import print0
     from .jobs import sweep
 
+    _check_sparsity(args)
     results = sweep(
         args.run, args.L, epochs=args.epochs, lr=args.lr, input_scale=args.input_scale,
         activation_scales=args.activation_scale, compensate=not args.no_compensate,
@@ -483,7 +523,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
         batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir,
         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
-        model_spec=args.model_spec,
+        model_spec=args.model_spec, coding=args.coding, sparsity=args.sparsity,
     )  # fmt: skip
     print0(f"{'L':>5}{'G-DNN err %':>13}{'SNN err %':>11}{'agreement':>11}{'latency':>9}")
     for r in results:
@@ -522,6 +562,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .evaluation import format_table
     from .jobs import run_all
 
+    _check_sparsity(args)
     result = run_all(
         args.out, dataset=args.dataset, model=None if args.model_spec else args.model,
         L=args.L, epochs=args.epochs, finetune_epochs=args.finetune_epochs, lr=args.lr,
@@ -529,7 +570,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         activation_scales=args.activation_scale, backends=args.backends,
         calibrate=args.calibrate, limit=args.test_limit, inspect_index=args.inspect_index,
         resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
-        log=print0, **_train_kwargs(args),
+        coding=args.coding, sparsity=args.sparsity, log=print0, **_train_kwargs(args),
     )  # fmt: skip
     print0(format_table(result))
     print0(f"total {result['stages_s']['total']:.0f} s; results in {args.out}")

@@ -60,6 +60,17 @@ def check_leak(L: object) -> float:
     return value
 
 
+CODINGS = ("paper", "sparse")
+SILENT = -1  # the spike time reported for a neuron that never fires (sparse coding)
+
+
+def check_coding(coding: object) -> str:
+    """``"paper"`` (every neuron fires once, zeros at t = 0) or ``"sparse"`` (zeros are silent)."""
+    if not isinstance(coding, str) or coding not in CODINGS:
+        raise ConversionError(f"coding must be one of {CODINGS}, got {coding!r}")
+    return coding
+
+
 def spike_time(x: Tensor, L: float) -> Tensor:
     """T(x) of eq. (10) as an int64 tensor; non-positive values fire at 0.
 
@@ -69,13 +80,18 @@ def spike_time(x: Tensor, L: float) -> Tensor:
     return torch.ceil(L * torch.log1p(torch.clamp(x, min=0))).to(torch.int64)
 
 
-def spike_time_float(x: Tensor, L: float) -> Tensor:
+def spike_time_float(x: Tensor, L: float, coding: str = "paper") -> Tensor:
     """T(x) of eq. (10) as integer values in the floating dtype of ``x`` (no int cast).
 
     The simulators keep spike times in floating tensors (exact up to 2**24 in float32)
     to avoid conversions on the hot path; results are cast to integers once at the end.
+    In sparse coding a value ``x <= 0`` is silent: its time is ``-inf`` (no spike; the
+    value ``exp(-inf / L) = 0`` it stands for is what :func:`spike_value` gives).
     """
-    return torch.ceil(check_leak(L) * torch.log1p(torch.clamp(x, min=0)))
+    t = torch.ceil(check_leak(L) * torch.log1p(torch.clamp(x, min=0)))
+    if coding == "sparse":
+        t.masked_fill_(x <= 0, -math.inf)
+    return t
 
 
 def spike_value(t: Tensor, L: float, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -87,10 +103,16 @@ def spike_value(t: Tensor, L: float, dtype: torch.dtype = torch.float64) -> Tens
     return torch.mul(t.to(dtype), 1.0 / check_leak(L)).exp_()
 
 
-def g_activation(x: Tensor, L: float) -> Tensor:
-    """G(x) = exp(T(x)/L) (eq. 11), in the dtype of ``x``, without a gradient."""
+def g_activation(x: Tensor, L: float, coding: str = "paper") -> Tensor:
+    """G(x) = exp(T(x)/L) (eq. 11), in the dtype of ``x``, without a gradient.
+
+    Sparse coding: ``G_s(x) = 0`` for ``x <= 0`` (a silent neuron), ``G(x)`` otherwise.
+    """
     L = check_leak(L)
-    return torch.ceil(L * torch.log1p(torch.clamp(x, min=0))).mul_(1.0 / L).exp_()
+    g = torch.ceil(L * torch.log1p(torch.clamp(x, min=0))).mul_(1.0 / L).exp_()
+    if coding == "sparse":
+        g.masked_fill_(x <= 0, 0.0)
+    return g
 
 
 def bias_spike_time(L: float) -> int:
@@ -107,33 +129,46 @@ def tick_weight(t_il: Tensor | float, L: float) -> Tensor | float:
 
 
 class _GStraightThrough(torch.autograd.Function):
-    """G in the forward pass, the gradient of ``1 + x`` (for ``x > 0``) backwards."""
+    """G in the forward pass, the gradient of ``1 + x`` (for ``x > 0``) backwards.
+
+    Sparse coding adds the jump at 0 (from 0 to ``exp(1/L)``) spread as a triangle of
+    half-width ``w = exp(1/L) - 1`` (the first level's width) around 0, so that
+    fine-tuning sees that silencing a neuron, or waking it, changes its output.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, L: float) -> Tensor:  # noqa: D401 - autograd API
+    def forward(ctx, x: Tensor, L: float, coding: str) -> Tensor:  # noqa: D401 - autograd API
         ctx.save_for_backward(x)
-        return g_activation(x, L)
+        ctx.L, ctx.coding = L, coding
+        return g_activation(x, L, coding)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         (x,) = ctx.saved_tensors
-        return grad_output * (x > 0).to(grad_output.dtype), None
+        grad = (x > 0).to(grad_output.dtype)
+        if ctx.coding == "sparse":
+            width = math.expm1(1.0 / ctx.L)
+            jump = math.exp(1.0 / ctx.L)
+            grad = grad + (1.0 - x.abs() / width).clamp_(min=0).mul_(jump / width)
+        return grad_output * grad, None, None
 
 
-def g_straight_through(x: Tensor, L: float) -> Tensor:
+def g_straight_through(x: Tensor, L: float, coding: str = "paper") -> Tensor:
     """G(x) with a straight-through gradient, for training the G-DNN (Figure 2)."""
-    return _GStraightThrough.apply(x, check_leak(L))
+    return _GStraightThrough.apply(x, check_leak(L), check_coding(coding))
 
 
 class GCoding(nn.Module):
-    """The activation G of eq. (11), placed before every synapse layer of a G-DNN."""
+    """The activation G of eq. (11) (or ``G_s`` in sparse coding), placed before every
+    synapse layer of a G-DNN."""
 
-    def __init__(self, L: float = 5.0) -> None:
+    def __init__(self, L: float = 5.0, coding: str = "paper") -> None:
         super().__init__()
         self.L = check_leak(L)
+        self.coding = check_coding(coding)
 
     def forward(self, x: Tensor) -> Tensor:
-        return g_straight_through(x, self.L)
+        return g_straight_through(x, self.L, self.coding)
 
     def extra_repr(self) -> str:
-        return f"L={self.L:g}"
+        return f"L={self.L:g}" + (", coding='sparse'" if self.coding == "sparse" else "")

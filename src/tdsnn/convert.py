@@ -41,6 +41,11 @@ def _snn_layers(prepared: GDNN, maxpool: str = "simplified") -> list[nn.Module]:
                 )
             if previous.L != prepared.L:
                 raise UnsupportedModelError(f"G before '{name}' has L={previous.L}, not {prepared.L}")
+            if getattr(previous, "coding", "paper") != getattr(prepared, "coding", "paper"):
+                raise UnsupportedModelError(
+                    f"G before '{name}' has coding {previous.coding!r}, the G-DNN "
+                    f"{prepared.coding!r}; build the model with tdsnn.prepare"
+                )
             seen += 1
             layers.append(SpikingSynapse(module, prepared.L, seen == synapse_count, name))
         elif isinstance(module, nn.MaxPool2d) and maxpool == "leaky":
@@ -103,10 +108,19 @@ def convert(
         )
     if maxpool == "leaky" and (t_il is not None or calibration is not None):
         raise ConversionError("the leaky max-pool mapping runs with dynamic T_il only")
+    coding = getattr(prepared, "coding", "paper")
+    if maxpool == "leaky" and coding == "sparse":
+        raise ConversionError(
+            "the leaky max-pool mapping (eqs. 12-14) assumes every input fires; with "
+            "coding='sparse' use the default maxpool='simplified'"
+        )
     L = check_leak(prepared.L)
     _check_parameters(prepared, "G-DNN parameter")
     layers = _snn_layers(prepared, maxpool)
-    snn = SNN(layers, L)
+    for layer in layers:
+        if hasattr(layer, "coding"):
+            layer.coding = coding
+    snn = SNN(layers, L, coding=coding)
     snn.eval()
     n_synapse = len(snn.synapse_layers)
     if n_synapse == 0:

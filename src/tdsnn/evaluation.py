@@ -150,10 +150,12 @@ def _prime(tally: _Tally, snn: SNN, backends: Sequence[str]) -> list[str]:
     for i in range(len(snn.synapse_layers)):
         keys += [f"t_il.{i}", f"clipped.{i}"]
     keys += [f"ops.{c}.{k}" for c in CONVENTIONS for k in ("mul", "add")]
+    keys += ["synaptic_events"]
     for key in keys:
         tally.add(key, 0)
     tally.low("latency.min", float("inf"))
     tally.high("latency.max", float("-inf"))
+    tally.high("neurons", float("-inf"))  # spiking neurons per sample (a constant)
     return names
 
 
@@ -177,6 +179,8 @@ def _record_snn(tally: _Tally, result: SNNResult) -> None:
         tally.add(f"spikes.{name}", count)
     for i, count in enumerate(result.clipped):
         tally.add(f"clipped.{i}", count)
+    tally.add("synaptic_events", int(result.synaptic_events))
+    tally.high("neurons", sum(int(t[0].numel()) for t in result.spike_times if t.shape[0]))
 
 
 def _op_counts(tally: _Tally, ops: SNNOps | None) -> None:
@@ -234,7 +238,19 @@ def evaluate(
     {"mean", "min", "max"} (time steps), "t_il_mean" and "clipped" (per synapse layer,
     named in "layer_names"), "spikes_per_sample", "spikes_per_layer" (input
     included), "ops" {"dnn", "snn": {convention}, "ratios": {convention}} per sample,
-    "energy_pj", "t_il_mode", "timing_s", "precision"}``.  With several processes each rank
+    "energy_pj", "t_il_mode", "timing_s", "precision", "coding" ("paper" or "sparse"),
+    "spiking_neurons" (per sample: the input's, every hidden synapse layer's and every
+    max-pool layer's neurons, the layers of "spikes_per_layer"; the output layer, read
+    out by potential, and the bias and ticking neurons are not counted),
+    "spikes_per_neuron" (emitted spikes of those neurons / their number, per sample: 1.0
+    in the paper's coding, less in sparse coding where silent neurons emit nothing),
+    "synaptic_events_per_image" (every emitted spike times its fan-out, the bias
+    neurons' included: :attr:`SNNResult.synaptic_events` / samples),
+    "dnn_macs_per_image" (the DNN's multiply-accumulates, the multiplications of
+    :func:`tdsnn.count_dnn_ops`) and "events_per_mac" (their ratio)}``.  The SNN figures
+    come from the first backend (both give the same spikes).  ``energy_pj`` follows the
+    counted events: its additions are the synaptic events and ticks of
+    :meth:`SNNOps.counts`, so silent neurons cost nothing there either.  With several processes each rank
     evaluates its shard and all metrics are reduced, so every rank gets the total.
     """
     bad = [b for b in backends if b not in BACKENDS]
@@ -334,12 +350,16 @@ def _summarise(
     }
     ratios = {c: compare_ops(dnn_ops, snn_counts[c], energy) for c in CONVENTIONS}
     spikes = {name: s[f"spikes.{name}"] / n_float for name in names}
+    neurons = max(tally.maxs["neurons"], 1.0)
+    events = s["synaptic_events"] / n_float
+    macs = float(dnn_ops.per_sample()["mul"])
     if dataset_name is None:
         dataset_name = getattr(data, "name", "")
     return {
         "model": model_name,
         "dataset": dataset_name,
         "L": float(snn.L),
+        "coding": getattr(snn, "coding", "paper"),
         "input_scale": spec.scale,
         "samples": n,
         "accuracy": {
@@ -358,6 +378,11 @@ def _summarise(
         "layer_names": synapse_names,
         "spikes_per_sample": sum(spikes.values()),
         "spikes_per_layer": spikes,
+        "spiking_neurons": int(neurons),
+        "spikes_per_neuron": sum(spikes.values()) / neurons,
+        "synaptic_events_per_image": events,
+        "dnn_macs_per_image": macs,
+        "events_per_mac": events / macs if macs else float("inf"),
         "ops": {
             "dnn": dnn_ops.per_sample(),
             "snn": {c: snn_counts[c].per_sample() for c in CONVENTIONS},
@@ -389,7 +414,8 @@ def format_table(evaluation: dict[str, Any]) -> str:
     lines = [
         f"{evaluation['model']} on {evaluation['dataset']}: L={evaluation['L']:g}, "
         f"input_scale={evaluation['input_scale']:g}, {evaluation['samples']} samples, "
-        f"T_il {evaluation['t_il_mode']}",
+        f"T_il {evaluation['t_il_mode']}, {evaluation.get('coding', 'paper')} coding"
+        + (f" (sparsity {evaluation['sparsity']:g})" if evaluation.get("sparsity") else ""),
         f"{'network':<18}{'top-1 err %':>12}{'top-5 err %':>12}{'agreement':>11}{'seconds':>9}",
     ]
 
@@ -414,7 +440,15 @@ def format_table(evaluation: dict[str, Any]) -> str:
             for name, t in zip(evaluation["layer_names"], evaluation["t_il_mean"], strict=True)
         )
     )
-    lines.append(f"spikes per sample: {evaluation['spikes_per_sample']:.0f}")
+    spikes = f"spikes per sample: {evaluation['spikes_per_sample']:.0f}"
+    if "spikes_per_neuron" in evaluation:
+        spikes += (
+            f" ({evaluation['spikes_per_neuron']:.3f} per neuron); synaptic events per "
+            f"sample: {evaluation['synaptic_events_per_image']:.0f} "
+            f"({evaluation['events_per_mac']:.3f} per DNN MAC, "
+            f"{evaluation['dnn_macs_per_image']:.0f} MACs)"
+        )
+    lines.append(spikes)
     ops = evaluation["ops"]
     dnn = ops["dnn"]
     lines.append(

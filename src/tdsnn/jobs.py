@@ -22,12 +22,11 @@ from .distributed import barrier, context
 from .evaluation import BACKENDS
 from .pipeline import (
     DEFAULTS,
+    check_sparsity_options,
     convert_run,
     evaluate_run,
     finetune,
-    float_images,
     train_dnn,
-    writes_run,
 )
 from .rebuild import ModelSource, load_snn
 from .runfolder import (
@@ -43,6 +42,7 @@ from .runfolder import (
     snn_path,
     write_json,
 )
+from .stages import float_images, writes_run
 
 __all__ = ["inspect_run", "report_run", "run_all", "sweep", "sweep_dir"]
 
@@ -67,6 +67,8 @@ def sweep(
     progress: bool = True,
     device: str = "cpu",
     model_spec: ModelSource = None,
+    coding: str = "paper",
+    sparsity: float = 0.0,
     **finetune_kwargs: Any,
 ) -> list[dict[str, Any]]:
     """Fine-tune, convert and evaluate the same trained DNN at every L (Figure 4).
@@ -76,7 +78,9 @@ def sweep(
     replaced; the list of evaluations goes to ``<run>/sweep.json``, rewritten after
     every L so that a stopped sweep keeps what it did.  With ``resume`` an L whose
     evaluation exists is not redone and an interrupted fine-tuning continues.
+    ``coding`` and ``sparsity`` go to every :func:`tdsnn.pipeline.finetune`.
     """
+    coding, sparsity = check_sparsity_options(coding, sparsity)
     run = check_run_dir(run_dir)
     Ls = [check_L(L) for L in Ls]
     if not Ls:
@@ -89,13 +93,16 @@ def sweep(
     results: list[dict[str, Any]] = []
     for L in Ls:
         done = work / f"evaluation_{l_tag(L)}.json"
-        if resume and done.is_file() and snn_path(work, L).is_file():
+        if resume and done.is_file() and snn_path(work, L).is_file() and (
+            _coding_of(done) == (coding, sparsity)
+        ):
             results.append(read_json(done, "", dict))
         else:
             finetune(
                 work, L=L, epochs=epochs, lr=lr, input_scale=input_scale,
                 activation_scales=activation_scales, resume=resume, force=force or not resume,
-                progress=progress, device=device, model_spec=model_spec, **finetune_kwargs,
+                progress=progress, device=device, model_spec=model_spec, coding=coding,
+                sparsity=sparsity, **finetune_kwargs,
             )  # fmt: skip
             if context().is_main:
                 convert_run(work, L=L, calibrate=calibrate, model_spec=model_spec)
@@ -115,6 +122,12 @@ def sweep(
         if context().is_main:
             write_json(run / "sweep.json", results)
     return results
+
+
+def _coding_of(evaluation_file: Path) -> tuple[str, float]:
+    """Coding and sparsity of a saved evaluation (paper, 0 for one made before sparse coding)."""
+    saved = read_json(evaluation_file, "", dict)
+    return str(saved.get("coding", "paper")), saved.get("sparsity", 0.0)
 
 
 def sweep_dir(run_dir: str | os.PathLike[str]) -> Path:
@@ -250,6 +263,8 @@ def run_all(
     force: bool = False,
     progress: bool = True,
     device: str = "cpu",
+    coding: str = "paper",
+    sparsity: float = 0.0,
     log: Callable[[str], None] = print,
     **train_kwargs: Any,
 ) -> dict[str, Any]:
@@ -257,8 +272,10 @@ def run_all(
 
     With ``resume`` a finished stage (its final checkpoint exists) is skipped and an
     unfinished one continues from its training state.  Returns the evaluation dict
-    with ``timing_s`` extended by the wall time of every stage.
+    with ``timing_s`` extended by the wall time of every stage.  ``coding`` and
+    ``sparsity`` are the G-DNN's (:func:`tdsnn.pipeline.finetune`).
     """
+    coding, sparsity = check_sparsity_options(coding, sparsity)
     L = check_L(L)
     out = Path(out_dir)
     spec = train_kwargs.get("model_spec")
@@ -279,12 +296,14 @@ def run_all(
     if resume and gdnn_path(out, L).is_file():
         log(f"[2/5] G-DNN: {gdnn_path(out, L)} exists, kept")
     else:
-        log(f"[2/5] prepare at L={L:g} (input scale {input_scale:g}) and fine-tune "
-            f"{finetune_epochs} epochs")  # fmt: skip
+        log(f"[2/5] prepare at L={L:g} (input scale {input_scale:g}, {coding} coding) and "
+            f"fine-tune {finetune_epochs} epochs"
+            + (f", sparsity {sparsity:g}" if sparsity else ""))  # fmt: skip
         meta = finetune(
             out, L=L, epochs=finetune_epochs, lr=finetune_lr, input_scale=input_scale,
             activation_scales=activation_scales, resume=resume, force=force,
-            progress=progress, device=device, model_spec=spec,
+            progress=progress, device=device, model_spec=spec, coding=coding,
+            sparsity=sparsity,
         )  # fmt: skip
         if meta["metrics"]:
             log(f"      G-DNN test accuracy {meta['metrics'].get('eval_top1', float('nan')):.4f}")

@@ -12,7 +12,8 @@ Every stage reads what the previous one wrote and writes pickle-free checkpoints
     runs/x/*.state.safetensors        resumable training states
 
 The sweep, the report, inspection and the main job that chain these stages are
-in :mod:`tdsnn.jobs`.  Every stage holds the run folder's writer lock
+in :mod:`tdsnn.jobs`; what the stages share (data splits, the training stage, the
+writer-lock decorator) in :mod:`tdsnn.stages`.  Every stage holds the run folder's writer lock
 (:func:`tdsnn.runfolder.run_lock`) and rebuilds models as :mod:`tdsnn.rebuild`
 says: from checked sidecars, never by importing anything they name.
 
@@ -26,24 +27,22 @@ the sidecar) and loading its buffers.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 
 from . import convert as tdsnn_convert
 from . import prepare as tdsnn_prepare
-from .checkpoint import CheckpointError, load_metadata, save_checkpoint
-from .data import ImageDataset, load_dataset, to_float
-from .distributed import barrier, context, make_eval_loader, make_train_loader
+from .checkpoint import save_checkpoint
+from .coding import CODINGS
+from .data import to_float
+from .distributed import context
 from .evaluation import BACKENDS, InputSpec, evaluate
-from .models import MODELS
 from .rebuild import (
     ModelSource,
     build_architecture,
@@ -62,13 +61,22 @@ from .runfolder import (
     dnn_path,
     gdnn_path,
     l_tag,
-    make_run_dir,
-    run_lock,
     snn_path,
-    state_path,
     write_json,
 )
-from .training import seed_everything, train
+from .stages import (
+    _check_fresh,
+    _check_outputs,
+    _check_recipe,
+    _metrics,
+    _save_final,
+    _train_stage,
+    float_images,
+    load_split,
+    model_info,
+    writes_run,
+)
+from .training import seed_everything
 
 __all__ = [
     "DEFAULTS",
@@ -76,6 +84,7 @@ __all__ = [
     "convert_run",
     "dnn_path",
     "evaluate_run",
+    "check_sparsity_options",
     "finetune",
     "gdnn_path",
     "load_dnn",
@@ -107,225 +116,6 @@ class Defaults:
 
 DEFAULTS = Defaults()
 AUTO_SCALE_IMAGES = 2000  # training images used by --activation-scale auto
-
-
-# ------------------------------------------------------------------------------- data
-
-
-def load_split(
-    name: str, split: str, data_dir: str | None = None, limit: int | None = None
-) -> ImageDataset:
-    """A data-set split, cut to its first ``limit`` samples."""
-    data = load_dataset(name, split, data_dir)
-    if limit is not None:
-        if limit < 1:
-            raise PipelineError(f"a sample limit must be >= 1, got {limit}")
-        data = ImageDataset(
-            data.images[:limit],
-            data.labels[:limit],
-            data.num_classes,
-            data.class_names,
-            data.name,
-            data.mean,
-            data.std,
-        )
-    return data
-
-
-def float_images(data: ImageDataset) -> Tensor:
-    return to_float(data.images)  # pixel/255; each network's transform is applied on the fly
-
-
-# ----------------------------------------------------------------------------- models
-
-
-def model_info(
-    dataset: ImageDataset,
-    model: str | None,
-    model_spec: str | None = None,
-    arch_kwargs: dict[str, Any] | None = None,
-    input_shape: Sequence[int] | None = None,
-) -> dict[str, Any]:
-    """What the sidecar needs to rebuild the architecture (no weights)."""
-    kwargs = dict(arch_kwargs or {})
-    data_shape = [int(s) for s in dataset.images.shape[1:]]
-    if model_spec:
-        shape = [int(s) for s in input_shape] if input_shape else data_shape
-        info = {"architecture": None, "model_spec": _absolute_spec(model_spec)}
-    else:
-        if model not in MODELS:
-            raise PipelineError(f"unknown model {model!r}; available: {', '.join(sorted(MODELS))}")
-        shape = list(MODELS[model][1])
-        kwargs = {"num_classes": dataset.num_classes, **kwargs}
-        info = {"architecture": model, "model_spec": None}
-    if shape != data_shape:
-        raise PipelineError(
-            f"model {model_spec or model!r} takes inputs of shape {tuple(shape)} but "
-            f"{dataset.name} images are {tuple(data_shape)}"
-        )
-    return {**info, "arch_kwargs": kwargs, "input_shape": shape}
-
-
-def _absolute_spec(spec: str) -> str:
-    """Make a file spec absolute so that later stages find it from any directory."""
-    module, sep, attr = spec.rpartition(":")
-    if sep and (module.endswith(".py") or "/" in module) and Path(module).is_file():
-        return f"{Path(module).resolve()}:{attr}"
-    return spec
-
-
-# ---------------------------------------------------------------------------- locking
-
-
-def writes_run(command: str, *, create: bool = False):
-    """Run a stage while holding its run folder's writer lock (:func:`tdsnn.runfolder.run_lock`).
-
-    The folder is the stage's first argument; with ``create`` it is made first.
-    """
-
-    def wrap(stage):
-        @functools.wraps(stage)
-        def locked(run_dir, *args, **kwargs):
-            run = make_run_dir(run_dir) if create else check_run_dir(run_dir)
-            with run_lock(run, f"tdsnn {command}"):
-                return stage(run_dir, *args, **kwargs)
-
-        return locked
-
-    return wrap
-
-
-# ---------------------------------------------------------------------------- training
-
-
-def _check_fresh(final: Path, resume: bool, force: bool) -> None:
-    if final.exists() and not (resume or force):
-        raise PipelineError(
-            f"{str(final)!r} exists: pass --resume to continue that run or --force to replace it"
-        )
-
-
-def _check_resumable(state: Path, recipe: dict[str, Any]) -> None:
-    """Refuse to resume a training state made with another recipe (the order would differ)."""
-    if not state.is_file():
-        return
-    try:
-        saved = load_metadata(state).get("recipe")
-    except CheckpointError:
-        return
-    if saved is not None and saved != recipe:
-        changed = sorted(k for k in set(saved) | set(recipe) if saved.get(k) != recipe.get(k))
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {recipe.get(k)!r}" for k in changed)
-        raise PipelineError(
-            f"cannot resume {str(state)!r}: it was made with other settings ({details}); "
-            "resume with the same settings or start afresh with --force"
-        )
-
-
-def _train_stage(
-    model: nn.Module,
-    final: Path,
-    train_data: ImageDataset,
-    test_data: ImageDataset | None,
-    transform: Callable[[Tensor], Tensor],
-    recipe: dict[str, Any],
-    metadata: dict[str, Any],
-    *,
-    resume: bool,
-    progress: bool,
-    device: str,
-    max_steps: int | None,
-    checkpoint_every: int,
-    desc: str,
-) -> dict[str, Any]:
-    """Run :func:`tdsnn.training.train` for one stage with its checkpoint next to ``final``."""
-    ctx = context(device)
-    state = state_path(final)
-    if resume:
-        _check_resumable(state, recipe)
-    loader = make_train_loader(
-        float_images(train_data),
-        train_data.labels,
-        recipe["batch_size"],
-        seed=recipe["seed"],
-        ctx=ctx,
-    )
-    eval_loader = None
-    if test_data is not None:
-        eval_loader = make_eval_loader(float_images(test_data), test_data.labels, 1000, ctx=ctx)
-    return train(
-        model,
-        loader,
-        epochs=recipe["epochs"],
-        lr=recipe["lr"],
-        optimizer=recipe["optimizer"],
-        weight_decay=recipe["weight_decay"],
-        scheduler=recipe["scheduler"],
-        checkpoint_path=state,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        progress=progress,
-        eval_loader=eval_loader,
-        metadata={**metadata, "recipe": recipe},
-        input_transform=transform,
-        max_steps=max_steps,
-        seed=recipe["seed"],
-        device=ctx.device,
-        desc=desc,
-    )
-
-
-def _check_recipe(recipe: dict[str, Any]) -> None:
-    """Refuse training settings that would fail or mislead deep inside the loop."""
-    checks = {
-        "epochs": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
-        "batch_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
-        "seed": (lambda v: isinstance(v, int) and 0 <= v < 2**63, "an integer in 0..2**63-1"),
-        "weight_decay": (
-            lambda v: isinstance(v, int | float) and math.isfinite(v) and v >= 0,
-            "a finite number >= 0",
-        ),
-    }
-    for name, (check, valid) in checks.items():
-        value = recipe[name]
-        if isinstance(value, bool) or not check(value):
-            raise PipelineError(f"{name} must be {valid}, got {value!r}")
-
-
-def _check_outputs(
-    net: nn.Module, data: ImageDataset, transform: Callable[[Tensor], Tensor], name: Any
-) -> None:
-    """One image through the untrained model: it must give one score per class of the data."""
-    if len(data) == 0:
-        raise PipelineError(f"the {data.name} training split has no images")
-    was_training = net.training
-    try:
-        with torch.no_grad():
-            out = net.eval()(transform(to_float(data.images[:1])))
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        raise PipelineError(
-            f"model {name!r} cannot take {data.name} images {tuple(data.images.shape[1:])}: {exc}"
-        ) from None
-    finally:
-        net.train(was_training)
-    if not isinstance(out, Tensor) or tuple(out.shape) != (1, data.num_classes):
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise PipelineError(
-            f"model {name!r} gives outputs of shape {shape} for one image, but {data.name} "
-            f"has {data.num_classes} classes: expected (1, {data.num_classes}) "
-            "(check num_classes in --model-kwargs)"
-        )
-
-
-def _metrics(history: dict[str, Any]) -> dict[str, Any]:
-    last = history["epochs"][-1] if history["epochs"] else {}
-    return {k: v for k, v in last.items() if k.startswith(("train_", "eval_"))}
-
-
-def _save_final(final: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
-    if context().is_main:
-        save_checkpoint(final, model.state_dict(), metadata)
-    barrier()
 
 
 @writes_run("train", create=True)
@@ -431,13 +221,20 @@ def finetune(
     max_steps: int | None = None,
     checkpoint_every: int = DEFAULTS.checkpoint_every,
     model_spec: ModelSource = None,
+    coding: str = "paper",
+    sparsity: float = 0.0,
 ) -> dict[str, Any]:
     """Prepare the run's DNN at ``L`` and re-train the G-DNN (Figure 2, second step).
 
     Writes ``gdnn_L<L>.safetensors``; ``epochs=0`` keeps the prepared weights as they are.
-    Data options default to those the DNN was trained with.
+    Data options default to those the DNN was trained with.  ``coding`` is the G-DNN's
+    spike coding (``"paper"``, or ``"sparse"``: zeros stay silent); ``sparsity`` > 0
+    (sparse coding only) adds ``sparsity`` times the soft fraction of synaptic events (non-silent neurons weighted by fan-out)
+    (:class:`tdsnn.sparsity.SpikePenalty`) to the fine-tuning loss.  Both go into the
+    sidecar, so that later stages rebuild the G-DNN in its coding.
     """
     L = check_L(L)
+    coding, sparsity = check_sparsity_options(coding, sparsity)
     run = check_run_dir(run_dir)
     dnn, dnn_meta = load_dnn(run, model_spec)
     final = gdnn_path(run, L)
@@ -459,7 +256,7 @@ def finetune(
         )
     gdnn = tdsnn_prepare(
         dnn, L, input_mean=mean, input_std=std, input_scale=input_scale,
-        activation_scales=activation_scales, compensate=compensate,
+        activation_scales=activation_scales, compensate=compensate, coding=coding,
     )  # fmt: skip
     recipe = {
         "epochs": epochs,
@@ -474,6 +271,8 @@ def finetune(
         "input_scale": float(input_scale),
         "activation_scales": list(gdnn.activation_scales),
         "compensate": compensate,
+        "coding": coding,
+        "sparsity": sparsity,
     }
     meta = {
         key: dnn_meta.get(key)
@@ -489,6 +288,8 @@ def finetune(
             "input_scale": float(input_scale),
             "activation_scales": list(gdnn.activation_scales),
             "compensate": compensate,
+            "coding": coding,
+            "sparsity": sparsity,
             "train_limit": train_limit,
             "test_limit": test_limit,
             "dnn_metrics": dnn_meta.get("metrics", {}),
@@ -512,6 +313,43 @@ def finetune(
     return meta
 
 
+def check_run_coding(meta: dict[str, Any], expected: str | None, path: Path) -> str:
+    """The coding recorded in a sidecar (``"paper"`` if none: runs made before sparse coding).
+
+    ``expected`` (what the user asked for, or None) must match it.
+    """
+    recorded = meta.get("coding", "paper")
+    if expected is not None and expected != recorded:
+        raise PipelineError(
+            f"{str(path.with_suffix('.json'))!r} is in {recorded} coding, not {expected}: "
+            f"the coding is chosen at finetune (`tdsnn finetune --coding {expected}`); "
+            "drop --coding or fine-tune again"
+        )
+    return recorded
+
+
+def check_sparsity_options(coding: Any, sparsity: Any) -> tuple[str, float]:
+    """``(coding, float(sparsity))`` if valid, else a PipelineError saying what is wrong.
+
+    ``coding`` is ``"paper"`` or ``"sparse"``; ``sparsity`` a finite number >= 0, and
+    > 0 only with sparse coding (the paper's coding has no silent neuron to push to).
+    """
+    if not isinstance(coding, str) or coding not in CODINGS:
+        raise PipelineError(f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
+    if (
+        isinstance(sparsity, bool)
+        or not isinstance(sparsity, int | float)
+        or not (math.isfinite(sparsity) and sparsity >= 0)
+    ):
+        raise PipelineError(f"sparsity must be a finite number >= 0, got {sparsity!r}")
+    if sparsity > 0 and coding != "sparse":
+        raise PipelineError(
+            f"sparsity {sparsity:g} needs the sparse coding (--coding sparse): in the "
+            "paper's coding every neuron fires once, none can be silenced"
+        )
+    return coding, float(sparsity)
+
+
 # --------------------------------------------------------------- convert and evaluate
 
 
@@ -523,14 +361,17 @@ def convert_run(
     calibrate: int | None = None,
     batch_size: int = 500,
     model_spec: ModelSource = None,
+    coding: str | None = None,
 ) -> dict[str, Any]:
     """Convert the run's G-DNN into ``snn_L<L>.safetensors`` (Figure 2, last step).
 
     With ``calibrate=N`` the inhibitory periods are static, fixed on the first N
-    training images (design note, section 2); otherwise they are dynamic.
+    training images (design note, section 2); otherwise they are dynamic.  The coding
+    is the G-DNN's (its sidecar); ``coding``, if given, is only checked against it.
     """
     run = check_run_dir(run_dir)
     gdnn, meta = load_gdnn(run, L, model_spec)
+    check_run_coding(meta, coding, gdnn_path(run, meta["L"]))
     calibration = None
     if calibrate is not None:
         if calibrate < 1:
@@ -564,18 +405,21 @@ def evaluate_run(
     write_main: bool = True,
     precision: str = "certified",
     model_spec: ModelSource = None,
+    coding: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate DNN, G-DNN and SNN of a run on the test set; write ``evaluation*.json``.
 
     Writes ``evaluation_L<L>.json`` and, with ``write_main``, ``evaluation.json``; the
     SNN sidecar gets the headline metrics.  A result that the folder refuses is kept
-    in :func:`tdsnn.runfolder.fallback_dir` and the error says where.
+    in :func:`tdsnn.runfolder.fallback_dir` and the error says where.  The coding is
+    the SNN's (its sidecar); ``coding``, if given, is only checked against it.
     """
     run = check_run_dir(run_dir)
     L = check_L(L) if L is not None else find_L(run, "snn")
     dnn, dnn_meta = load_dnn(run, model_spec)
     gdnn, _ = load_gdnn(run, L, model_spec)
     snn, snn_meta = load_snn(run, L, model_spec)
+    check_run_coding(snn_meta, coding, snn_path(run, L))
     limit = limit if limit is not None else snn_meta.get("test_limit")
     test_data = load_split(snn_meta["dataset"], "test", snn_meta.get("data_dir"), limit)
     mean, std = normalization(dnn_meta)
@@ -586,6 +430,7 @@ def evaluate_run(
         input_std=std, batch_size=batch_size, progress=progress, device=context(device).device,
         model_name=name, dataset_name=test_data.name, precision=precision,
     )  # fmt: skip
+    result["sparsity"] = float(snn_meta.get("sparsity", 0.0))  # the fine-tuning's penalty
     if context().is_main:
         write_json(run / f"evaluation_{l_tag(L)}.json", result)
         if write_main:
@@ -595,6 +440,9 @@ def evaluate_run(
             "gdnn_top1": result["accuracy"]["gdnn"]["top1"],
             "dnn_top1": result["accuracy"]["dnn"]["top1"],
             "agreement": result["agreement"],
+            "coding": result["coding"],
+            "spikes_per_neuron": result["spikes_per_neuron"],
+            "synaptic_events_per_image": result["synaptic_events_per_image"],
             "latency_mean": result["latency"]["mean"],
             "samples": result["samples"],
         }

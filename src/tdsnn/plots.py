@@ -49,6 +49,7 @@ __all__ = [
     "DPI",
     "MAX_RASTER_NEURONS",
     "global_spike_times",
+    "silent_counts",
     "inspect_sample",
     "is_maxpool_name",
     "layer_offsets",
@@ -268,11 +269,22 @@ def global_spike_times(result: SNNResult, index: int) -> list[Tensor]:
     """One input's spike times in global time, one int64 tensor per spiking layer.
 
     Each tensor has the layer's shape without the batch dimension; global time is the
-    local time plus :func:`layer_offsets`.
+    local time plus :func:`layer_offsets`.  A silent neuron (sparse coding: spike time
+    ``-1``) stays ``-1``: it has no time, global or local.
     """
     offsets = layer_offsets(result, index)
     index = _check_index(result, index)
-    return [t[index].to(torch.int64) + off for t, off in zip(result.spike_times, offsets, strict=True)]
+    out = []
+    for t, off in zip(result.spike_times, offsets, strict=True):
+        local = t[index].to(torch.int64)
+        out.append(torch.where(local < 0, torch.full_like(local, -1), local + off))
+    return out
+
+
+def silent_counts(result: SNNResult, index: int) -> list[tuple[int, int]]:
+    """Per spiking layer, ``(silent, total)`` neurons of one input (silent: spike time < 0)."""
+    index = _check_index(result, index)
+    return [(int((t[index] < 0).sum()), int(t[index].numel())) for t in result.spike_times]
 
 
 def _boundaries(result: SNNResult, index: int) -> list[int]:
@@ -293,7 +305,9 @@ def plot_spike_raster(result: SNNResult, index: int, path: str | os.PathLike) ->
     with more than :data:`MAX_RASTER_NEURONS` neurons is subsampled evenly (said in the
     title).  Neurons that fire at local time 0 (value 0: the input's black pixels, the
     silent ReLUs) are drawn in grey.  Vertical lines mark the ends of the inhibitory
-    periods (cumulative ``T_il``); the last one is the latency, the read-out.
+    periods (cumulative ``T_il``); the last one is the latency, the read-out.  Silent
+    neurons (sparse coding, spike time ``-1``) emit nothing and are not drawn; each
+    layer's label and the title say how many there are ("silent: N of M").
     """
     index = _check_index(result, index)
     times = global_spike_times(result, index)
@@ -301,6 +315,7 @@ def plot_spike_raster(result: SNNResult, index: int, path: str | os.PathLike) ->
     names = list(result.layer_names)
     bounds = _boundaries(result, index)
     latency = int(result.latency[index])
+    silent = silent_counts(result, index)
 
     fig = _figure(10, 7)
     ax = fig.add_subplot()
@@ -315,13 +330,16 @@ def plot_spike_raster(result: SNNResult, index: int, path: str | os.PathLike) ->
         band = max(float(keep.size), min_band)
         y = base + (np.arange(keep.size) + 0.5) * band / keep.size
         x = flat[keep].astype(float)
+        fired = x >= 0  # silent neurons (-1) have no spike to draw
+        y, x = y[fired], x[fired]
         zero = x == offsets[k]
         # one short horizontal dash per spike, 0.6 steps wide: dense layers become bars
         lw = 0.6 if keep.size > 200 else 1.2
         ax.hlines(y[zero], x[zero] - 0.3, x[zero] + 0.3, color="0.72", lw=lw, rasterized=True)
         ax.hlines(y[~zero], x[~zero] - 0.3, x[~zero] + 0.3, color=f"C{k % 10}", lw=lw, rasterized=True)
         ticks.append(base + band / 2)
-        labels.append(f"{name}\n{flat.size:,} neurons")
+        labels.append(f"{name}\n{flat.size:,} neurons"
+                      + (f"\nsilent: {silent[k][0]:,} of {silent[k][1]:,}" if silent[k][0] else ""))
         base += band
         if k < len(times) - 1:
             ax.axhline(base, color="0.15", lw=0.9)
@@ -349,6 +367,9 @@ def plot_spike_raster(result: SNNResult, index: int, path: str | os.PathLike) ->
               ncol=3, frameon=False)
     title = (f"Spikes of sample {index} in global time ({result.backend} backend): "
              f"latency {latency} steps, read-out at t = {latency}")
+    n_silent, n_total = sum(a for a, _ in silent), sum(b for _, b in silent)
+    if n_silent:
+        title += f"; silent (not drawn): {n_silent:,} of {n_total:,} neurons"
     if sampled:
         note = "evenly subsampled (neurons shown/total): " + ", ".join(sampled)
         title += "\n" + "\n".join(textwrap.wrap(note, 120))
@@ -361,6 +382,8 @@ def plot_spike_histograms(result: SNNResult, index: int, path: str | os.PathLike
 
     Integer bins; the red line is the ``T_il`` that bounds the layer's spikes (the
     inhibitory period of the next synapse layer, i.e. the layer's own active period).
+    Silent neurons (sparse coding, spike time ``-1``) are not counted in any bin; each
+    panel's title says "silent: N of M".
     """
     index = _check_index(result, index)
     names = list(result.layer_names)
@@ -376,7 +399,8 @@ def plot_spike_histograms(result: SNNResult, index: int, path: str | os.PathLike
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, (t, name) in enumerate(zip(result.spike_times, names, strict=True)):
         ax = axes[k // ncols][k % ncols]
-        local = t[index].flatten().to(torch.int64).numpy()
+        every = t[index].flatten().to(torch.int64).numpy()
+        local = every[every >= 0]  # silent neurons (-1) have no spike time
         bound = t_il[bound_index[k]]
         top = max(int(local.max()) if local.size else 0, bound)
         counts = np.bincount(local, minlength=top + 1)
@@ -388,7 +412,8 @@ def plot_spike_histograms(result: SNNResult, index: int, path: str | os.PathLike
         ax.set_xlim(-0.7, top + 0.7)
         if top <= 20:
             ax.set_xticks(steps)
-        ax.set_title(f"{name}: {local.size:,} neurons (global offset {offsets[k]})", fontsize=9)
+        ax.set_title(f"{name}: {every.size:,} neurons, silent: {every.size - local.size:,} of "
+                     f"{every.size:,} (global offset {offsets[k]})", fontsize=9)
         ax.set_xlabel("local spike time (step)")
         ax.set_ylabel("neurons")
         ax.legend(fontsize=7, loc="best", framealpha=0.85)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .coding import GCoding, check_leak
+from .coding import GCoding, check_coding, check_leak
 from .errors import UnsupportedModelError
 from .folding import fold_batchnorm, fold_input_affine, scale_input, scale_output
 from .tracing import SUPPORTED_TEXT, SYNAPSE_LAYERS, trace_chain
@@ -31,8 +31,9 @@ class GDNN(nn.Sequential):
     """A prepared network: ``G`` before every synapse layer (see :func:`prepare`).
 
     Attributes: ``L`` (leak constant), ``input_scale`` (the spiking input is
-    ``input_scale * pixel/255``-style data in ``[0, input_scale]``), and
-    ``activation_scales`` (per hidden synapse layer, already folded).
+    ``input_scale * pixel/255``-style data in ``[0, input_scale]``),
+    ``activation_scales`` (per hidden synapse layer, already folded) and ``coding``
+    (``"paper"`` or ``"sparse"``).
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class GDNN(nn.Sequential):
         L: float,
         input_scale: float = 1.0,
         activation_scales: Sequence[float] = (),
+        coding: str = "paper",
     ) -> None:
         super().__init__()
         self.source_names: dict[str, str] = {}
@@ -49,6 +51,7 @@ class GDNN(nn.Sequential):
         self.L = L
         self.input_scale = float(input_scale)
         self.activation_scales = tuple(float(s) for s in activation_scales)
+        self.coding = check_coding(coding)
 
     def synapse_layers(self) -> list[nn.Module]:
         """The Conv2d / Linear / AvgPool2d layers, in order; the last is the output layer."""
@@ -268,17 +271,25 @@ def expected_g_gain(L: float) -> float:
 
 
 @torch.no_grad()
-def _compensate_g(layers: list[tuple[str, nn.Module]], L: float) -> list[tuple[str, nn.Module]]:
+def _compensate_g(
+    layers: list[tuple[str, nn.Module]], L: float, coding: str = "paper"
+) -> list[tuple[str, nn.Module]]:
     """Rescale weights so that the G-DNN starts close to the DNN it came from.
 
     ``G(x)`` is about ``kappa * (1 + x)``, not ``x``: a synapse layer fed by G sees
     its input scaled by ``a`` and shifted by ``c``.  Dividing the weights by ``a`` and
     subtracting ``(c / a) * W 1`` from the bias undoes that on average (exactly away
     from padded borders, up to the quantisation of G), so that fine-tuning starts
-    from the trained model's accuracy instead of from a shifted network.
+    from the trained model's accuracy instead of from a shifted network.  (This is
+    ours, not the paper's.)
+
+    Sparse coding: ``G_s(x)`` is about ``kappa (1 + x)`` for ``x > 0`` but 0 for ``x <= 0``,
+    so the shift depends on which inputs are active and no bias can undo it: only the
+    gain ``a`` is divided out, the shift of the active inputs is left to fine-tuning.
     """
     kappa = expected_g_gain(L)
-    gain, offset = kappa, kappa  # the first synapse layer sees G(u) ~ kappa (1 + u)
+    sparse = coding == "sparse"
+    gain, offset = kappa, 0.0 if sparse else kappa  # the first sees G(u) ~ kappa (1 + u)
     out = []
     for name, module in layers:
         if isinstance(module, _WEIGHTED):
@@ -288,9 +299,9 @@ def _compensate_g(layers: list[tuple[str, nn.Module]], L: float) -> list[tuple[s
                 module.bias = nn.Parameter(torch.zeros_like(row_sums))
             module.bias.sub_(row_sums * (offset / gain))
             module.weight.div_(gain)
-            gain, offset = kappa, kappa  # its ReLU output passes through G next
+            gain, offset = kappa, 0.0 if sparse else kappa  # its ReLU output passes G next
         elif isinstance(module, nn.AvgPool2d):
-            gain, offset = kappa * gain, kappa * (1.0 + offset)
+            gain, offset = kappa * gain, 0.0 if sparse else kappa * (1.0 + offset)
         out.append((name, module))
     return out
 
@@ -322,6 +333,7 @@ def prepare(
     input_scale: float = 1.0,
     activation_scales: Sequence[float] | float | None = None,
     compensate: bool = True,
+    coding: str = "paper",
 ) -> GDNN:
     """Return the G-DNN of a trained ``model`` (the model itself is not changed).
 
@@ -340,8 +352,12 @@ def prepare(
         compensate: rescale weights and biases for ``G(x) ~ kappa (1 + x)`` (see
             :func:`expected_g_gain`) so that the G-DNN starts near the DNN's accuracy;
             with False, G is inserted and nothing else changes.
+        coding: ``"paper"`` (default; the paper's G, every neuron fires once) or
+            ``"sparse"``: ``G_s(x) = 0`` for ``x <= 0`` (the neuron stays silent, its
+            synapses carry nothing), ``G(x)`` otherwise, the network input included.
     """
     L = check_leak(L)
+    coding = check_coding(coding)
     input_scale = _positive(input_scale, "input_scale")
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"prepare expects an nn.Module, got {type(model).__name__}")
@@ -365,13 +381,15 @@ def prepare(
         scales = [_positive(activation_scales, "activation_scales")] * hidden_count
     layers = _fold_scales(layers, input_mean, input_std, input_scale, scales)
     if compensate:
-        layers = _compensate_g(layers, L)
+        layers = _compensate_g(layers, L, coding)
     with_g: list[tuple[str, nn.Module]] = []
     for name, module in layers:
         if isinstance(module, SYNAPSE_LAYERS):
-            with_g.append((f"{name}_G", GCoding(L)))
+            with_g.append((f"{name}_G", GCoding(L, coding)))
         with_g.append((name, module))
-    prepared = GDNN(with_g, L=L, input_scale=input_scale, activation_scales=scales)
+    prepared = GDNN(
+        with_g, L=L, input_scale=input_scale, activation_scales=scales, coding=coding
+    )
     _check_folded(prepared)
     prepared.train(model.training)
     return prepared

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from . import convert as tdsnn_convert
 from . import prepare as tdsnn_prepare
 from .checkpoint import CheckpointError, load_checkpoint
-from .coding import check_leak
+from .coding import CODINGS, check_leak
 from .errors import TDSNNError
 from .models import MODELS, build_model, load_user_model, same_spec
 from .prepare import GDNN
@@ -121,6 +121,7 @@ _GDNN: dict[str, tuple[Callable[[Any], bool], str]] = {
     "input_scale": (_positive, "a finite number > 0"),
     "activation_scales": (lambda v: _floats(v, _positive), "a list of finite numbers > 0"),
     "compensate": (lambda v: isinstance(v, bool), "true or false"),
+    "coding": (lambda v: isinstance(v, str) and v in CODINGS, "'paper' or 'sparse'"),
 }
 _SNN: dict[str, tuple[Callable[[Any], bool], str]] = {
     "static_t_il": (
@@ -130,7 +131,7 @@ _SNN: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),  # fmt: skip
 }
 _OPTIONAL = {"architecture", "model_spec", "data_dir", "normalization", "train_limit",
-             "test_limit", "compensate", "static_t_il"}  # fmt: skip
+             "test_limit", "compensate", "static_t_il", "coding"}  # fmt: skip
 
 
 def check_metadata(meta: Any, where: PathLike, kind: str) -> dict[str, Any]:
@@ -312,6 +313,7 @@ def prepare_from(dnn: nn.Module, meta: dict[str, Any]) -> GDNN:
             input_scale=meta["input_scale"],
             activation_scales=meta["activation_scales"],
             compensate=meta.get("compensate", True),
+            coding=meta.get("coding", "paper"),  # runs made before sparse coding: paper
         )
 
 

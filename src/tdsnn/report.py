@@ -297,12 +297,38 @@ def _err_pair(top1: float | None, top5: float | None) -> str:
     return _pct(top1) if top5 is None else f"{_pct(top1)}/{_pct(top5)}"
 
 
+def _coding_text(evaluation: dict) -> str:
+    """'paper' / 'sparse' (and the fine-tuning's sparsity penalty, if any)."""
+    coding = evaluation.get("coding", "paper")  # evaluations made before sparse coding: paper
+    sparsity = _finite(evaluation.get("sparsity"))
+    text = str(coding) + (" (zeros silent)" if coding == "sparse" else " (every neuron fires once)")
+    return text + (f", sparsity penalty {_plain(sparsity, 3)}" if sparsity else "")
+
+
+def _sparsity_rows(evaluation: dict) -> list[list[str]]:
+    """Spikes per neuron, synaptic events and events per DNN MAC, where the evaluation has them."""
+    rows = []
+    if evaluation.get("spikes_per_neuron") is not None:
+        rows.append(["spikes per spiking neuron", _plain(evaluation["spikes_per_neuron"], 4)])
+    if evaluation.get("spiking_neurons") is not None:
+        rows.append(["spiking neurons (input, hidden, max-pool)", exact_count(evaluation["spiking_neurons"])])
+    if evaluation.get("synaptic_events_per_image") is not None:
+        events = evaluation["synaptic_events_per_image"]
+        rows.append(["synaptic events per input", f"{exact_count(events)} ({human_count(events)})"])
+    if evaluation.get("dnn_macs_per_image") is not None:
+        rows.append(["DNN MACs per input", human_count(evaluation["dnn_macs_per_image"])])
+    if evaluation.get("events_per_mac") is not None:
+        rows.append(["synaptic events per DNN MAC", _plain(evaluation["events_per_mac"], 4)])
+    return rows
+
+
 def _setting_section(evaluation: dict, ref: PaperReference | None) -> str:
     rows = [
         ("L (leak constant)", _plain(evaluation.get("L"), 3)),
         ("input scale", _plain(evaluation.get("input_scale"), 3)),
         ("samples", exact_count(evaluation.get("samples"))),
         ("T_il mode", str(evaluation.get("t_il_mode", DASH))),
+        ("coding", _coding_text(evaluation)),
         ("SNN backends", ", ".join(snn_backends(evaluation)) or DASH),
         ("paper reference", f"{ref.network} ({PAPER})" if ref else "none for this model/dataset"),
     ]
@@ -468,6 +494,10 @@ def _spikes_section(evaluation: dict) -> str:
     if per_sample is None and not per_layer:
         return "_No spike counts in this evaluation._"
     parts = [f"Spikes per input: {exact_count(per_sample)} ({human_count(per_sample)})."]
+    rows = _sparsity_rows(evaluation)
+    if rows:
+        parts.append(f"Coding: {_coding_text(evaluation)}.")
+        parts.append(_md_table(("figure", "value"), rows, "lr"))
     if per_layer:
         parts.append(_md_table(("spiking layer", "spikes per input"),
                                [[name, exact_count(v)] for name, v in per_layer.items()], "lr"))
@@ -625,7 +655,7 @@ def write_report(
 ) -> list[Path]:
     """Write ``report.md`` and ``report.json`` (and, with a sweep, its two plots) to ``run_dir``.
 
-    ``report.json`` holds ``{"evaluation", "sweep", "paper"}`` (the paper's figures for
+    ``report.json`` holds ``{"coding", "evaluation", "sweep", "paper"}`` (the paper's figures for
     this model, or None).  With a ``sweep`` and ``plots=True``, ``sweep_accuracy.png``
     and ``sweep_ops.png`` are drawn (see :mod:`tdsnn.plots`) and linked from the
     Markdown.  Returns the paths written.
@@ -643,6 +673,7 @@ def write_report(
     ref = _ref_for(evaluation)
     markdown = render_markdown(evaluation, sweep, plot_names)
     payload = {
+        "coding": evaluation.get("coding", "paper"),
         "evaluation": evaluation,
         "sweep": sweep,
         "paper": ref.to_dict() if ref else None,
@@ -670,7 +701,7 @@ def format_evaluation_table(evaluation: dict) -> str:
     head = (
         f"{evaluation.get('model', '?')} / {evaluation.get('dataset', '?')}   "
         f"L = {_plain(evaluation.get('L'), 3)}   samples = {exact_count(evaluation.get('samples'))}   "
-        f"T_il {evaluation.get('t_il_mode', DASH)}"
+        f"T_il {evaluation.get('t_il_mode', DASH)}   coding {_coding_text(evaluation)}"
     )
     err = errors(evaluation)
     agree = agreements(evaluation)
@@ -718,6 +749,12 @@ def format_evaluation_table(evaluation: dict) -> str:
         tail.append("T_il " + " ".join(_plain(t, 1) for t in evaluation["t_il_mean"]))
     if evaluation.get("spikes_per_sample") is not None:
         tail.append(f"spikes/input {human_count(evaluation['spikes_per_sample'])}")
+    if evaluation.get("spikes_per_neuron") is not None:
+        tail.append(f"spikes/neuron {_plain(evaluation['spikes_per_neuron'], 3)}")
+    if evaluation.get("synaptic_events_per_image") is not None:
+        tail.append(f"events/input {human_count(evaluation['synaptic_events_per_image'])}")
+    if evaluation.get("events_per_mac") is not None:
+        tail.append(f"events/DNN MAC {_plain(evaluation['events_per_mac'], 3)}")
     if tail:
         parts.append("   ".join(tail))
     return "\n\n".join(parts)

@@ -11,6 +11,10 @@ Resumption is exact: the data order is a function of ``(seed, epoch)`` (see
 scheduler, RNG and the running epoch statistics) is written every
 ``checkpoint_every`` steps and at the end of every epoch, so ``resume=True``
 continues from the last one and ends with the weights of an uninterrupted run.
+
+In sparse coding (``tdsnn.prepare(..., coding="sparse")``) ``train(..., sparsity=lam)``
+adds ``lam`` times the soft fraction of synaptic events (non-silent neurons weighted by fan-out) (:class:`tdsnn.sparsity.SpikePenalty`)
+to the loss, so that fine-tuning silences neurons and the SNN needs fewer events.
 """
 
 from __future__ import annotations
@@ -154,6 +158,7 @@ class _Progress:
         self.correct = 0
         self.seen = 0
         self.epoch_time = 0.0
+        self.penalty_sum = 0.0  # sparsity penalty (soft fraction of synaptic events) x samples
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -162,6 +167,7 @@ class _Progress:
             "correct": self.correct,
             "seen": self.seen,
             "epoch_time": self.epoch_time,
+            "penalty_sum": self.penalty_sum,
         }
 
     @classmethod
@@ -172,10 +178,12 @@ class _Progress:
         out.correct = int(data.get("correct", 0))
         out.seen = int(data.get("seen", 0))
         out.epoch_time = float(data.get("epoch_time", 0.0))
+        out.penalty_sum = float(data.get("penalty_sum", 0.0))
         return out
 
     def reset_epoch(self) -> None:
         self.loss_sum, self.correct, self.seen, self.epoch_time = 0.0, 0, 0, 0.0
+        self.penalty_sum = 0.0
 
 
 def _save(
@@ -229,6 +237,7 @@ def train(
     seed: int | None = 0,
     device: torch.device | str | None = None,
     desc: str = "train",
+    sparsity: float = 0.0,
 ) -> dict[str, Any]:
     """Train ``model`` in place with cross-entropy; return the history.
 
@@ -248,6 +257,13 @@ def train(
             a later ``resume=True`` call carries on.  For tests and time-boxed runs.
         seed: seeds the RNGs of a fresh run (dropout); the data order has its own seed.
         device: where to train (default: where the model is).
+        sparsity: weight ``lambda`` of the sparsity penalty (sparse coding only): the loss
+            is ``cross_entropy + lambda * P`` with ``P`` the mean over the batch of the
+            (soft) fraction of synaptic events (:class:`tdsnn.sparsity.SpikePenalty`),
+            which pushes small activations to silence and so cuts the SNN's events.
+            ``0`` (default) adds nothing; > 0 for a model without sparse ``GCoding`` is
+            refused.  A model in sparse coding gets ``train_penalty`` (the mean ``P``
+            of the epoch) in its history whatever ``sparsity`` is.
 
     Returns a dict: ``epochs`` (one record per epoch: train loss/accuracy, eval
     metrics, lr, seconds), ``steps``, ``total_steps``, ``completed``,
@@ -255,91 +271,124 @@ def train(
     """
     if epochs < 0:
         raise TrainingError(f"epochs must be >= 0, got {epochs}")
-    ctx = context(device if device is not None else _model_device(unwrap(model)))
-    steps_per_epoch = _check_loader(train_loader)
-    total_steps = epochs * steps_per_epoch
-    path = Path(checkpoint_path) if checkpoint_path is not None else None
-    net = wrap_model(model, ctx)
-    opt = build_optimizer(net.parameters(), optimizer, lr, weight_decay)
-    sched = build_scheduler(opt, scheduler, total_steps)
-    state = _Progress()
-    step = 0
-    resumed_from: int | None = None
-    if resume and path is not None and path.is_file():
-        info = load_training_state(path, unwrap(net), opt, sched)
-        step = int(info["step"])
-        state = _Progress.from_dict(info["metadata"].get("train_progress", {}))
-        resumed_from = step
-        if step > total_steps:
-            raise TrainingError(
-                f"checkpoint {path} is at step {step}, beyond the {total_steps} steps asked for "
-                f"({epochs} epochs of {steps_per_epoch}); use the same data and epochs to resume"
-            )
-    elif seed is not None:
-        seed_everything(seed)
-    started = time.perf_counter()
-    show = progress and ctx.is_main
-    for epoch in range(step // steps_per_epoch, epochs):
-        skip = step - epoch * steps_per_epoch
-        if skip == 0:
-            state.reset_epoch()
-        set_epoch(train_loader, epoch)
-        net.train()
-        with torch.random.fork_rng(devices=[]):  # creating the iterator draws from the RNG
-            batches = itertools.islice(iter(train_loader), skip, None)
-        bar = tqdm(
-            total=steps_per_epoch,
-            initial=skip,
-            desc=f"{desc} {epoch + 1}/{epochs}",
-            disable=not show,
-            dynamic_ncols=True,
-            leave=True,
-        )
-        tick = time.perf_counter()
-        for x, y in batches:
-            loss, correct = _step(net, opt, sched, x, y, ctx.device, input_transform, step)
-            step += 1
-            state.loss_sum += loss * len(y)
-            state.correct += correct
-            state.seen += len(y)
-            if show:  # shown by update(), at most every 0.1 s
-                bar.set_postfix(
-                    loss=f"{state.loss_sum / state.seen:.4f}",
-                    acc=f"{state.correct / state.seen:.4f}",
-                    lr=f"{opt.param_groups[0]['lr']:.2e}",
-                    refresh=False,
+    penalty = _penalty(unwrap(model), sparsity)
+    try:
+        ctx = context(device if device is not None else _model_device(unwrap(model)))
+        steps_per_epoch = _check_loader(train_loader)
+        total_steps = epochs * steps_per_epoch
+        path = Path(checkpoint_path) if checkpoint_path is not None else None
+        net = wrap_model(model, ctx)
+        opt = build_optimizer(net.parameters(), optimizer, lr, weight_decay)
+        sched = build_scheduler(opt, scheduler, total_steps)
+        state = _Progress()
+        step = 0
+        resumed_from: int | None = None
+        if resume and path is not None and path.is_file():
+            info = load_training_state(path, unwrap(net), opt, sched)
+            step = int(info["step"])
+            state = _Progress.from_dict(info["metadata"].get("train_progress", {}))
+            resumed_from = step
+            if step > total_steps:
+                raise TrainingError(
+                    f"checkpoint {path} is at step {step}, beyond the {total_steps} steps asked for "
+                    f"({epochs} epochs of {steps_per_epoch}); use the same data and epochs to resume"
                 )
-            bar.update(1)
-            if step % steps_per_epoch == 0:
-                break
-            stop = max_steps is not None and step >= max_steps
-            if stop or (checkpoint_every and step % checkpoint_every == 0):
-                state.epoch_time += time.perf_counter() - tick
-                tick = time.perf_counter()
-                _save(path, ctx, net, opt, sched, epoch, step, state, metadata)
-            if stop:
-                bar.close()
-                return _result(state, step, total_steps, False, resumed_from, started)
-        state.epoch_time += time.perf_counter() - tick
-        record = _epoch_record(state, epoch, opt, ctx)
-        if eval_loader is not None:
-            record.update(
-                {
-                    f"eval_{k}": v
-                    for k, v in classify(
-                        net, eval_loader, input_transform=input_transform, device=ctx.device
-                    ).items()
-                }
+        elif seed is not None:
+            seed_everything(seed)
+        started = time.perf_counter()
+        show = progress and ctx.is_main
+        for epoch in range(step // steps_per_epoch, epochs):
+            skip = step - epoch * steps_per_epoch
+            if skip == 0:
+                state.reset_epoch()
+            set_epoch(train_loader, epoch)
+            net.train()
+            with torch.random.fork_rng(devices=[]):  # creating the iterator draws from the RNG
+                batches = itertools.islice(iter(train_loader), skip, None)
+            bar = tqdm(
+                total=steps_per_epoch,
+                initial=skip,
+                desc=f"{desc} {epoch + 1}/{epochs}",
+                disable=not show,
+                dynamic_ncols=True,
+                leave=True,
             )
-        state.history.append(record)
-        bar.set_postfix(
-            {k: _short(v) for k, v in record.items() if k.startswith(("train_", "eval_"))}
-        )
-        bar.close()
-        _save(path, ctx, net, opt, sched, epoch + 1, step, state, metadata)
-        if max_steps is not None and step >= max_steps and step < total_steps:
-            return _result(state, step, total_steps, False, resumed_from, started)
-    return _result(state, step, total_steps, True, resumed_from, started)
+            tick = time.perf_counter()
+            for x, y in batches:
+                loss, correct, pen = _step(
+                    net, opt, sched, x, y, ctx.device, input_transform, step, penalty, sparsity
+                )
+                step += 1
+                state.penalty_sum += pen * len(y)
+                state.loss_sum += loss * len(y)
+                state.correct += correct
+                state.seen += len(y)
+                if show:  # shown by update(), at most every 0.1 s
+                    bar.set_postfix(
+                        loss=f"{state.loss_sum / state.seen:.4f}",
+                        acc=f"{state.correct / state.seen:.4f}",
+                        lr=f"{opt.param_groups[0]['lr']:.2e}",
+                        refresh=False,
+                    )
+                bar.update(1)
+                if step % steps_per_epoch == 0:
+                    break
+                stop = max_steps is not None and step >= max_steps
+                if stop or (checkpoint_every and step % checkpoint_every == 0):
+                    state.epoch_time += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    _save(path, ctx, net, opt, sched, epoch, step, state, metadata)
+                if stop:
+                    bar.close()
+                    return _result(state, step, total_steps, False, resumed_from, started)
+            state.epoch_time += time.perf_counter() - tick
+            record = _epoch_record(state, epoch, opt, ctx, penalty is not None)
+            if eval_loader is not None:
+                record.update(
+                    {
+                        f"eval_{k}": v
+                        for k, v in classify(
+                            net, eval_loader, input_transform=input_transform, device=ctx.device
+                        ).items()
+                    }
+                )
+            state.history.append(record)
+            bar.set_postfix(
+                {k: _short(v) for k, v in record.items() if k.startswith(("train_", "eval_"))}
+            )
+            bar.close()
+            _save(path, ctx, net, opt, sched, epoch + 1, step, state, metadata)
+            if max_steps is not None and step >= max_steps and step < total_steps:
+                return _result(state, step, total_steps, False, resumed_from, started)
+        return _result(state, step, total_steps, True, resumed_from, started)
+
+    finally:
+        _close(penalty)
+
+
+def _penalty(model: nn.Module, sparsity: float):
+    """The entered :class:`tdsnn.sparsity.SpikePenalty` of a sparse-coding model, else None."""
+    from .sparsity import SpikePenalty, has_sparse_coding
+
+    if (
+        isinstance(sparsity, bool)
+        or not isinstance(sparsity, int | float)
+        or not (math.isfinite(sparsity) and sparsity >= 0)
+    ):
+        raise TrainingError(f"sparsity must be a finite number >= 0, got {sparsity!r}")
+    if not has_sparse_coding(model):
+        if sparsity > 0:
+            raise TrainingError(
+                f"sparsity={sparsity:g} needs a G-DNN in sparse coding "
+                "(tdsnn.prepare(..., coding='sparse')): this model has no silent neurons"
+            )
+        return None
+    return SpikePenalty(model).__enter__()
+
+
+def _close(penalty) -> None:
+    if penalty is not None:
+        penalty.__exit__(None, None, None)
 
 
 def _short(value: Any) -> str:
@@ -355,12 +404,23 @@ def _step(
     device: torch.device,
     input_transform: InputTransform | None,
     step: int,
-) -> tuple[float, int]:
+    penalty=None,
+    sparsity: float = 0.0,
+) -> tuple[float, int, float]:
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
     if input_transform is not None:
         x = input_transform(x)
+    if penalty is not None:
+        penalty.clear()
     logits = net(x)
     loss = F.cross_entropy(logits, y)
+    pen = 0.0
+    if penalty is not None:
+        value = penalty.value()
+        pen = float(value.detach())
+        if sparsity > 0:
+            loss = loss + sparsity * value.to(loss.dtype)
+        penalty.clear()
     if not torch.isfinite(loss):
         raise TrainingError(
             f"the loss became {float(loss.detach())} at step {step + 1}: lower the learning rate"
@@ -370,17 +430,25 @@ def _step(
     opt.step()
     if sched is not None:
         sched.step()
-    return float(loss.detach()), int((logits.detach().argmax(dim=1) == y).sum())
+    return float(loss.detach()), int((logits.detach().argmax(dim=1) == y).sum()), pen
 
 
 def _epoch_record(
-    state: _Progress, epoch: int, opt: torch.optim.Optimizer, ctx: DistContext
+    state: _Progress,
+    epoch: int,
+    opt: torch.optim.Optimizer,
+    ctx: DistContext,
+    with_penalty: bool = False,
 ) -> dict[str, Any]:
     sums = all_reduce(
-        torch.tensor([state.loss_sum, state.correct, state.seen], dtype=torch.float64)
+        torch.tensor(
+            [state.loss_sum, state.correct, state.seen, state.penalty_sum], dtype=torch.float64
+        )
     )
     seen = max(float(sums[2]), 1.0)
+    extra = {"train_penalty": float(sums[3]) / seen} if with_penalty else {}
     return {
+        **extra,
         "epoch": epoch + 1,
         "train_loss": float(sums[0]) / seen,
         "train_acc": float(sums[1]) / seen,

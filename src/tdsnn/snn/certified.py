@@ -360,6 +360,8 @@ def spot_check(
             reference[open_] = _exact_times(layer, t_in, where[open_])
     if limit is not None:
         reference.clamp_(max=limit)
+    if layer.coding == "sparse":  # T = 0 (A <= 0): the neuron is silent
+        reference.masked_fill_(reference == 0, -math.inf)
     got = t_out[tuple(where.t())].double()
     wrong = (got != reference).nonzero().squeeze(1)
     if wrong.shape[0]:

@@ -77,7 +77,9 @@ def spikes_per_step(t_in: Tensor, fanout: Tensor, steps: int) -> list[int]:
     """Synaptic events delivered at each step ``0 .. steps-1``: the fan-out of every input
     neuron that spikes then (one histogram of the spike times, exact integers)."""
     weights = fanout.to(torch.float64).expand_as(t_in).reshape(-1)
-    hist = torch.bincount(t_in.reshape(-1).long(), weights=weights, minlength=steps)
+    # Silent neurons (-inf, sparse coding) are counted past the end and dropped.
+    index = torch.where(t_in >= 0, t_in, float(steps)).reshape(-1).long()
+    hist = torch.bincount(index, weights=weights, minlength=steps + 1)
     return [int(round(v)) for v in hist[:steps].tolist()]
 
 
@@ -124,7 +126,8 @@ def inhibitory_period(
                 V = torch.zeros_like(drive(torch.zeros_like(t_in, dtype=spike_dtype)), dtype=t_in.dtype)
             V.add_(bias[1].reshape((1, -1) + (1,) * (V.dim() - 2)))
             synaptic += int(V[0].numel()) * batch
-    assert V is not None, "every input neuron spikes by T_il"
+    if V is None:  # no input spike at all (sparse coding) and no bias neuron
+        V = torch.zeros_like(drive(torch.zeros_like(t_in, dtype=spike_dtype)), dtype=t_in.dtype)
     return V, synaptic, leak_steps * int(V[0].numel())
 
 
@@ -198,6 +201,8 @@ def run_synapse(
     t_out, ticks, events.clipped = active_period(
         V, w_tick, decay, limit, layer.name, budget, pinned
     )
+    if layer.coding == "sparse":  # at or above threshold at the release: stays silent
+        t_out.masked_fill_(t_out == 0, -math.inf)
     events.tick_adds = ticks
     events.own_leaks = leaks + ticks
     return t_out, events
@@ -224,7 +229,7 @@ def _certify_potentials(
     if float32_sums:
         g = spike_value(t_in, layer.L, torch.float32)
         gamma = 1.01 * n * U32 / (1.0 - n * U32) + 8.0 * (n + steps) * U64
-        g_error = (2.0 * float(t_in.max()) / layer.L + 4.0) * U32
+        g_error = (2.0 * max(float(t_in.max()), 0.0) / layer.L + 4.0) * U32
     else:
         g = spike_value(t_in, layer.L, torch.float64)
         gamma = 8.0 * (n + steps) * U64
@@ -345,16 +350,27 @@ def active_period(
 def run_maxpool(
     layer: SpikingMaxPool, t_in: Tensor, fanout: Tensor
 ) -> tuple[Tensor, SNNLayerEvents]:
-    """Integrate-and-fire max-pool neurons: threshold = number of inputs in the window."""
-    threshold = layer.window_count(torch.ones_like(t_in[:1]))
-    V = torch.zeros_like(layer.window_count(t_in))
+    """Integrate-and-fire max-pool neurons: threshold = number of inputs in the window.
+
+    Sparse coding: the threshold is the number of the window's inputs that fire (their
+    silence is decided at their layer's release, before any of them spikes); a window
+    whose inputs are all silent stays silent.
+    """
+    sparse = layer.coding == "sparse"
+    if sparse:
+        threshold = layer.window_count((t_in >= 0).to(t_in.dtype))
+    else:
+        threshold = layer.window_count(torch.ones_like(t_in[:1]))
+    V = torch.zeros_like(layer.window_count(t_in.clamp(min=0)))
     t_out = torch.zeros_like(V)  # +1 for every step a neuron stays below threshold
-    last = int(t_in.max())
+    last = max(int(t_in.clamp(min=-1).max()), -1)
     events = spikes_per_step(t_in, fanout, last + 1)
     for t in range(last + 1):
         if events[t]:
             V.add_(layer.window_count((t_in == t).to(t_in.dtype)))
         t_out.add_(V < threshold)
+    if sparse:
+        t_out.masked_fill_(threshold == 0, -math.inf)
     events_total = sum(events)
     return t_out, SNNLayerEvents(
         name=layer.name,

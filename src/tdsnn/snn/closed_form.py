@@ -39,7 +39,7 @@ def run_synapse(
     certify = certificates is not None
     if layer.is_output:
         A = layer.affine(spike_value(t_in, layer.L, torch.float64 if certify else dtype))
-        events = _events(layer, A, t_il, fanout)
+        events = _events(layer, A, t_il, fanout, t_in)
         events.own_leaks = events.inhibit_steps * events.neurons
         return A, events
     if certify:
@@ -49,11 +49,13 @@ def run_synapse(
         A = layer.affine(spike_value(t_in, layer.L, dtype))
         t_out = A.clamp_(min=0).log1p_().mul_(layer.L).ceil_()
     check_times(t_out, f"layer '{layer.name}'")
-    events = _events(layer, t_out, t_il, fanout)
+    events = _events(layer, t_out, t_il, fanout, t_in)
     if limit is not None:
         events.clipped = int((t_out > limit).sum())
         t_out.clamp_(max=limit)
-    total_fire = exact_sum(t_out)
+    total_fire = exact_sum(t_out)  # ticks: silent neurons (T = 0 here) get none
+    if layer.coding == "sparse":  # A <= 0 (T = 0): the neuron stays silent
+        t_out.masked_fill_(t_out == 0, -math.inf)
     events.tick_adds = total_fire
     events.own_leaks = events.inhibit_steps * events.neurons + total_fire
     return t_out, events
@@ -68,12 +70,21 @@ def exact_sum(times: Tensor) -> int:
     return int(per_sample.sum(dim=1).double().sum())
 
 
-def _events(layer: SpikingSynapse, out: Tensor, t_il: Tensor, fanout: Tensor) -> SNNLayerEvents:
+def emitted_events(t_in: Tensor, fanout: Tensor, sparse: bool) -> int:
+    """Synaptic events of the input spikes: each emitted spike reaches its fan-out."""
+    if not sparse:  # every input neuron fires exactly once (a zero at t = 0)
+        return int(round(float(fanout.sum()))) * t_in.shape[0]
+    fired = (t_in >= 0).to(torch.float64)
+    return int(round(float((fired * fanout.to(torch.float64)).sum())))
+
+
+def _events(
+    layer: SpikingSynapse, out: Tensor, t_il: Tensor, fanout: Tensor, t_in: Tensor
+) -> SNNLayerEvents:
     batch = out.shape[0]
     neurons = int(out[0].numel())
-    # Every input neuron fires exactly once (a zero fires at t=0), so the synaptic
-    # events are the connections of the layer; the bias neuron reaches all outputs.
-    synaptic = int(round(float(fanout.sum()))) * batch
+    # The events of the emitted input spikes; the bias neuron reaches all outputs.
+    synaptic = emitted_events(t_in, fanout, layer.coding == "sparse")
     if layer.has_bias:
         synaptic += neurons * batch
     return SNNLayerEvents(
@@ -91,13 +102,13 @@ def run_maxpool(
     layer: SpikingMaxPool, t_in: Tensor, fanout: Tensor
 ) -> tuple[Tensor, SNNLayerEvents]:
     """Simplified max-pool neurons fire with the last spike of their window."""
-    t_out = layer.pool_times(t_in)
+    t_out = layer.pool_times(t_in)  # silent inputs (-inf) lose; all silent stays silent
     events = SNNLayerEvents(
         name=layer.name,
         kind="maxpool",
         neurons=int(t_out[0].numel()),
         fan_in=layer.kernel_area(),
-        synaptic_adds=int(round(float(fanout.sum()))) * t_in.shape[0],
+        synaptic_adds=emitted_events(t_in, fanout, layer.coding == "sparse"),
     )
     return t_out, events
 

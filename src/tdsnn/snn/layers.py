@@ -27,6 +27,7 @@ class SpikingSynapse(nn.Module):
         self.L = L
         self.is_output = is_output
         self.kind = {nn.Conv2d: "conv", nn.Linear: "linear", nn.AvgPool2d: "avgpool"}[type(source)]
+        self.coding = "paper"  # set by tdsnn.convert: "sparse" inputs may be silent (-inf)
         self.conv_args: dict = {}
         self.pool_args: dict = {}
         weight = bias = None
@@ -142,6 +143,7 @@ class SpikingMaxPool(nn.Module):
     def __init__(self, source: nn.MaxPool2d, name: str) -> None:
         super().__init__()
         self.name = name
+        self.coding = "paper"  # set by tdsnn.convert
         self.pool_args = dict(
             kernel_size=source.kernel_size,
             stride=source.stride if source.stride is not None else source.kernel_size,

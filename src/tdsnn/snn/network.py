@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..coding import bias_spike_time, spike_time_float
+from ..coding import SILENT, bias_spike_time, check_coding, spike_time_float
 from ..errors import SpikeInputError, UnsupportedModelError
 from ..ops import SNNOps
 from . import certified, clocked, closed_form
@@ -27,7 +27,8 @@ class SNN(nn.Module):
     ``layers`` holds :class:`SpikingSynapse`, :class:`SpikingMaxPool` and
     :class:`SpikeFlatten` modules in order; the last synapse layer is the output.
     ``static_t_il`` (one value per synapse layer) fixes the inhibitory periods;
-    when it is None they follow the spikes of each sample (dynamic mode).
+    when it is None they follow the spikes of each sample (dynamic mode).  ``coding``:
+    ``"paper"`` (every neuron fires once) or ``"sparse"`` (neurons of value 0 stay silent).
     """
 
     def __init__(
@@ -35,10 +36,12 @@ class SNN(nn.Module):
         layers: Sequence[nn.Module],
         L: float,
         static_t_il: Sequence[int] | None = None,
+        coding: str = "paper",
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.L = float(L)
+        self.coding = check_coding(coding)
         self.static_t_il = None if static_t_il is None else [int(t) for t in static_t_il]
         self._fanout_cache: dict[tuple, Tensor] = {}
 
@@ -221,7 +224,10 @@ class SNN(nn.Module):
         t_bias = bias_spike_time(L)
         synapses = self.synapse_layers
         static = self.static_t_il
-        times = spike_time_float(x.to(torch.float64 if certify else dtype), L).to(dtype)
+        sparse = self.coding == "sparse"
+        times = spike_time_float(
+            x.to(torch.float64 if certify else dtype), L, self.coding
+        ).to(dtype)
         clipped: list[int] = []
         if static is not None:
             clipped.append(int((times > static[0]).sum()))
@@ -324,8 +330,11 @@ class SNN(nn.Module):
         # Every spike time is at most the latency: the smallest integer type that holds it.
         top = int(latency.max())
         spike_dtype = torch.int16 if top < 2**15 else torch.int32 if top < 2**31 else torch.int64
+        if sparse:  # silent neurons: -inf inside, -1 outside
+            spike_times = [t.masked_fill(t < 0, SILENT) for t in spike_times]
         spike_times = [t.to(spike_dtype) for t in spike_times]
-        counts = [int(t.numel()) for t in spike_times]
+        counts = [int((t >= 0).sum()) for t in spike_times] if sparse else [
+            int(t.numel()) for t in spike_times]  # fmt: skip
         return SNNResult(
             logits=logits,
             spike_times=spike_times,
@@ -336,5 +345,6 @@ class SNN(nn.Module):
             clipped=clipped,
             ops=ops,
             backend=backend_name,
+            synaptic_events=sum(int(ev.synaptic_adds) for ev in events),
             extras=extras,
         )

@@ -27,6 +27,11 @@ class SNNResult:
             short (always 0 in dynamic mode).
         ops: the events of every layer; ``ops.counts(convention)`` gives operation counts.
         backend: "closed_form" or "clocked".
+        synaptic_events: every emitted spike reaching one target neuron (its fan-out),
+            the bias neurons' included, summed over the batch.
+
+    A silent neuron (sparse coding: value 0) has spike time ``-1`` and is not counted
+    in ``spike_counts``.
     """
 
     logits: Tensor
@@ -38,6 +43,7 @@ class SNNResult:
     clipped: list[int]
     ops: SNNOps
     backend: str
+    synaptic_events: int = 0
     extras: dict = field(default_factory=dict)
 
     @property
