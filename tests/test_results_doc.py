@@ -42,3 +42,21 @@ def test_the_readme_quotes_the_sparse_run():
                    f"{run['synaptic_events_per_image'] / 1e3:.0f}k synaptic events",
                    f"{run['events_per_mac']:.3f}x"):  # fmt: skip
         assert figure in readme, figure
+
+
+def test_the_readme_main_job_table_is_the_committed_run():
+    run = json.loads((ROOT / "docs" / "results" / "main" / "evaluation.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    acc, n = run["accuracy"], run["samples"]
+    lat = run["latency"]
+    rows = [
+        f"| DNN | {100 * (1 - acc['dnn']['top1']):.2f} % | | |",
+        f"| G-DNN | {100 * (1 - acc['gdnn']['top1']):.2f} % | | |",
+        f"| SNN, closed form | {100 * (1 - acc['snn']['closed_form']['top1']):.2f} % | "
+        f"{round(run['agreement']['closed_form'] * n):,} / {n:,} | "
+        f"{lat['mean']:.1f} mean ({lat['min']}-{lat['max']}) |",
+        f"| SNN, clocked (Algorithm 1) | {100 * (1 - acc['snn']['clocked']['top1']):.2f} % | "
+        f"{round(run['agreement']['clocked'] * n):,} / {n:,} | {lat['mean']:.1f} mean |",
+    ]
+    for row in rows:
+        assert row in readme, row
