@@ -20,8 +20,9 @@ spike reaches targets (the mean fan-out ``f`` of its layer into the next synapse
 layer), so the penalty is the soft fraction of the synaptic events that could
 happen, ``sum f s / sum f``, which is what the SNN's cost follows; with
 ``weight="spikes"`` every neuron counts once (the fraction of non-silent neurons).
-Both are means over the batch, in [0, 1].  Measured on LeNet-5 / MNIST (L = 5, 3
-fine-tuning epochs) the events weighting reached a lower error at equal events.  The network input is left out: its ``G`` has no gradient path (the data
+Both are means over the batch, in [0, 1].  In an exploratory comparison on LeNet-5 /
+MNIST (L = 5, 3 fine-tuning epochs; not a committed benchmark) the events weighting
+reached a lower error at equal events, hence the default.  The network input is left out: its ``G`` has no gradient path (the data
 is what it is), so its spikes cannot be changed by training.
 
 Usage (what :func:`tdsnn.training.train` does with ``sparsity=lambda``)::
