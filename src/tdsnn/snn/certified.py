@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -90,7 +90,7 @@ class Found:
 _WARNED: set[str] = set()
 
 
-def certified_conditions(device: torch.device) -> tuple[ExitStack | None, str]:
+def certified_conditions(device: torch.device) -> tuple[AbstractContextManager | None, str]:
     """A context in which this device's float32 products meet the error bound, or
     ``(None, reason)`` where that cannot be guaranteed (then certification runs in float64).
 
@@ -100,7 +100,8 @@ def certified_conditions(device: torch.device) -> tuple[ExitStack | None, str]:
     in cuBLAS and cuDNN, reduced-precision reductions off, and cuDNN off for the duration
     (its Winograd / FFT algorithms cannot be excluded one by one; PyTorch's own CUDA
     convolution is an im2col GEMM).  Other devices, and a torch without the
-    ``fp32_precision`` settings (before 2.9), are not covered.
+    ``fp32_precision`` settings (before 2.9), are not covered.  Nothing changes until the
+    context is entered; leaving it restores every setting.
     """
     backends = torch.backends
     if device.type == "cpu":
@@ -114,23 +115,39 @@ def certified_conditions(device: torch.device) -> tuple[ExitStack | None, str]:
             f"this torch ({torch.__version__}) lacks the fp32_precision settings that certified "
             "float32 needs (torch >= 2.9)"
         )
-    stack = ExitStack()
-    saved = [(k, k.fp32_precision) for k in knobs]
-    for knob in knobs:
-        knob.fp32_precision = "ieee"
-    stack.callback(lambda: [setattr(k, "fp32_precision", v) for k, v in saved])
-    if device.type == "cpu":
-        stack.enter_context(backends.nnpack.flags(enabled=False))
-    else:
-        matmul = backends.cuda.matmul
-        for name in ("allow_fp16_reduced_precision_reduction",
-                     "allow_bf16_reduced_precision_reduction"):  # fmt: skip
-            if hasattr(matmul, name):
-                old = getattr(matmul, name)
-                setattr(matmul, name, False)
-                stack.callback(setattr, matmul, name, old)
-        stack.enter_context(backends.cudnn.flags(enabled=False))
-    return stack, ""
+    return _direct_ieee(device, knobs), ""
+
+
+@contextmanager
+def _ieee(knobs: list) -> Iterator[None]:
+    """``fp32_precision = "ieee"`` on every knob for the block, restored afterwards."""
+    saved = [k.fp32_precision for k in knobs]
+    try:
+        for knob in knobs:
+            knob.fp32_precision = "ieee"
+        yield
+    finally:
+        for knob, value in zip(knobs, saved):
+            knob.fp32_precision = value
+
+
+@contextmanager
+def _direct_ieee(device: torch.device, knobs: list) -> Iterator[None]:
+    """IEEE float32 and direct convolutions on ``device`` (see :func:`certified_conditions`)."""
+    backends = torch.backends
+    with ExitStack() as stack:
+        stack.enter_context(_ieee(knobs))
+        if device.type == "cpu":
+            stack.enter_context(backends.nnpack.flags(enabled=False))
+        else:
+            matmul = backends.cuda.matmul
+            for name in ("allow_fp16_reduced_precision_reduction",
+                         "allow_bf16_reduced_precision_reduction"):  # fmt: skip
+                if hasattr(matmul, name):
+                    stack.callback(setattr, matmul, name, getattr(matmul, name))
+                    setattr(matmul, name, False)
+            stack.enter_context(backends.cudnn.flags(enabled=False))
+        yield
 
 
 def warn_once(reason: str) -> None:
@@ -140,21 +157,12 @@ def warn_once(reason: str) -> None:
         warnings.warn(f"{reason}: certified precision runs in float64 instead", stacklevel=3)
 
 
-@contextmanager
-def ieee_float32() -> Iterator[None]:
-    """Plain IEEE float32 in convolutions and matrix products (no TF32 or bf16 shortcut),
-    which the error bound assumes; the previous settings are restored afterwards."""
+def ieee_float32() -> AbstractContextManager:
+    """Plain IEEE float32 in convolutions and matrix products (no TF32 or bf16 shortcut) on
+    every backend that has the setting; the previous settings are restored afterwards."""
     backends = [torch.backends.mkldnn, torch.backends.cudnn, torch.backends.cuda]
     knobs = [getattr(b, op) for b in backends for op in ("conv", "matmul") if hasattr(b, op)]
-    knobs = [k for k in knobs if hasattr(k, "fp32_precision")]
-    saved = [k.fp32_precision for k in knobs]
-    try:
-        for knob in knobs:
-            knob.fp32_precision = "ieee"
-        yield
-    finally:
-        for knob, value in zip(knobs, saved):
-            knob.fp32_precision = value
+    return _ieee([k for k in knobs if hasattr(k, "fp32_precision")])
 
 
 def certified_spike_times(

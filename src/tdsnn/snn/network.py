@@ -116,7 +116,6 @@ class SNN(nn.Module):
         if isinstance(spot_checks, bool) or not isinstance(spot_checks, int) or spot_checks < 0:
             raise SpikeInputError(f"spot_checks must be an integer >= 0, got {spot_checks!r}")
         self._check_input(x)
-        self._spot_checks = spot_checks
         with torch.no_grad():
             if precision == "certified":
                 guard, reason = certified_conditions(x.device)
@@ -127,7 +126,7 @@ class SNN(nn.Module):
                 guard = contextlib.nullcontext()
             try:
                 with guard:
-                    return self._simulate(x, backend, precision, max_steps)
+                    return self._simulate(x, backend, precision, max_steps, spot_checks)
             except Float32RangeError as exc:
                 if precision != "certified":
                     raise SpikeInputError(
@@ -144,8 +143,8 @@ class SNN(nn.Module):
         result.extras.update(
             precision="certified",
             certified=[
-                Certification(n, n, n, n, True)
-                for name, n in zip(result.layer_names, result.spike_counts)
+                Certification(t.numel(), t.numel(), t.numel(), t.numel(), True)
+                for name, t in zip(result.layer_names, result.spike_times)
                 if name in hidden
             ],
             fallback=f"{reason}: the batch ran in float64",
@@ -175,10 +174,10 @@ class SNN(nn.Module):
             )
         if x.is_meta:
             raise SpikeInputError("input is on the meta device (it has no values)")
-        weights = [b for b in self.buffers() if b is not None]
-        if weights and weights[0].device != x.device:
+        weight = next((b for b in self.buffers() if b is not None), None)
+        if weight is not None and weight.device != x.device:
             raise SpikeInputError(
-                f"input is on {x.device}, the SNN on {weights[0].device}; move one of them"
+                f"input is on {x.device}, the SNN on {weight.device}; move one of them"
             )
         if not bool(torch.isfinite(x).all()):
             raise SpikeInputError("input contains NaN or infinite values")
@@ -209,7 +208,9 @@ class SNN(nn.Module):
             self._fanout_cache[key] = layer.connection_map(in_shape).to(device)
         return self._fanout_cache[key]
 
-    def _simulate(self, x: Tensor, backend_name: str, precision: str, max_steps: int) -> SNNResult:
+    def _simulate(
+        self, x: Tensor, backend_name: str, precision: str, max_steps: int, spot_checks: int = 0
+    ) -> SNNResult:
         backend = BACKENDS[backend_name]
         certify = precision == "certified"
         # Spike times and potentials: certified closed_form works in float32 (and
@@ -294,10 +295,10 @@ class SNN(nn.Module):
                     elapsed = clocked.take_steps(elapsed, t_il, max_steps, layer.name)
                     options["budget"] = clocked.StepBudget(max_steps - elapsed, max_steps)
                 out, ev = backend.run_synapse(layer, times, t_il, limit, fanout, dtype, **options)
-                if (certify and not layer.is_output and self._spot_checks
+                if (certify and not layer.is_output and spot_checks
                         and not certificates[-1].full_float64):  # fmt: skip
                     # float32 arithmetic was certified here: check the bound held
-                    spot_check(layer, times, out, limit, self._spot_generator(), self._spot_checks)
+                    spot_check(layer, times, out, limit, self._spot_generator(), spot_checks)
                 events.append(ev)
                 synapse_index += 1
                 if layer.is_output:
