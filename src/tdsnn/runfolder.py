@@ -36,6 +36,7 @@ from typing import Any
 from .checkpoint import CheckpointError, recover_interrupted_saves
 from .coding import check_leak
 from .errors import TDSNNError
+from .report import atomic_write
 
 __all__ = [
     "LOCK_NAME",
@@ -246,17 +247,7 @@ def fallback_dir() -> Path:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
-    try:
-        with open(temp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with suppress(OSError):
-            temp.unlink()
-        raise
+    atomic_write(path, text)  # a temporary file in the folder, fsynced, renamed into place
 
 
 def write_json(path: Path, data: Any) -> Path:
