@@ -154,7 +154,7 @@ class DataDependent(nn.Module):
         (nn.Sequential(nn.Linear(4, 4), nn.LeakyReLU(), nn.Linear(4, 2)), "LeakyReLU"),
         (nn.Sequential(nn.Conv1d(1, 2, 3), nn.ReLU()), "Conv1d.*not supported"),
         (nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), "Sigmoid.*not supported"),
-        (Residual(), "single chain"),
+        (Residual(), "'add'.*without a ReLU"),
         (DataDependent(), "cannot be traced"),
         (nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 2)), "cannot\\s+be folded"),
         (nn.Sequential(nn.ReLU()), "no Conv2d, Linear or AvgPool2d"),

@@ -193,7 +193,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data and model")
     group.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, cifar10, folder")
     group.add_argument("--model", default="lenet5", help=f"one of {', '.join(sorted(MODELS))}")
-    group.add_argument("--width", type=_positive_float, help="channel multiplier (CIFAR models)")
+    group.add_argument("--width", type=_positive_float, help="channel multiplier (CIFAR models, ResNets)")
     group.add_argument(
         "--model-spec", help="a user model: 'pkg.module:function' or 'file.py:function'"
     )

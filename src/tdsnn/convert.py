@@ -18,10 +18,18 @@ from torch import Tensor, nn
 
 from .coding import FLOAT32_EXACT, GCoding, bias_spike_time, check_leak
 from .errors import ConversionError, UnsupportedModelError
+from .junctions import Concat, Sum
 from .prepare import GDNN, _check_parameters
-from .snn.layers import SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
+from .prepare_graph import GraphGDNN
+from .snn.layers import (
+    SpikeConcat,
+    SpikeFlatten,
+    SpikingLeakyMaxPool,
+    SpikingMaxPool,
+    SpikingSynapse,
+)
 from .snn.network import SNN
-from .tracing import SYNAPSE_LAYERS
+from .tracing import INPUT, SYNAPSE_LAYERS
 
 MAXPOOL_MAPPINGS = ("simplified", "leaky")
 
@@ -65,6 +73,79 @@ def _snn_layers(prepared: GDNN, maxpool: str = "simplified") -> list[nn.Module]:
     return layers
 
 
+def _graph_layers(prepared: GraphGDNN, maxpool: str) -> tuple[list[nn.Module], list[tuple[int, ...]]]:
+    """The SNN of a graph G-DNN: its layers in execution order and the slots each reads.
+
+    A sum becomes one neuron group: its first weighted branch (holding the group's
+    bias, the sum of every branch's bias in float64) with the other branches as
+    shortcuts; a synapse layer read by a sum is such a branch, not a layer of its own.
+    """
+    if maxpool == "leaky":
+        raise ConversionError(
+            "the leaky max-pool mapping is not available for networks with sums or "
+            "concatenations; use the default maxpool='simplified'"
+        )
+    modules = dict(prepared.named_children())
+    readers: dict[str, list[str]] = {}
+    for name, inputs in prepared.wiring:
+        for source in inputs:
+            readers.setdefault(source, []).append(name)
+    output = prepared.wiring[-1][0]
+    slot = {INPUT: 0}
+    layers: list[nn.Module] = []
+    sources: list[tuple[int, ...]] = []
+    branches: dict[str, tuple[nn.Module, str]] = {}
+
+    def add(layer: nn.Module, reads: tuple[int, ...], name: str) -> None:
+        layers.append(layer)
+        sources.append(reads)
+        slot[name] = len(layers)
+
+    for name, inputs in prepared.wiring:
+        module = modules[name]
+        if isinstance(module, GCoding):
+            if module.L != prepared.L or module.coding != prepared.coding:
+                raise UnsupportedModelError(
+                    f"G '{name}' has L={module.L}, coding {module.coding!r}; the G-DNN "
+                    f"L={prepared.L}, {prepared.coding!r}; build the model with tdsnn.prepare"
+                )
+            slot[name] = slot[inputs[0]]
+        elif isinstance(module, nn.ReLU):
+            slot[name] = slot[inputs[0]]
+        elif isinstance(module, SYNAPSE_LAYERS):
+            if any(isinstance(modules[r], Sum) for r in readers.get(name, [])):
+                branches[name] = (module, inputs[0])
+                continue
+            add(SpikingSynapse(module, prepared.L, name == output, name), (slot[inputs[0]],), name)
+        elif isinstance(module, Sum):
+            parts = [branches.pop(b) if b in branches else (None, b) for b in inputs]
+            parts.sort(key=lambda part: part[0] is None)  # weighted branches first
+            is_output = name == output
+            main = SpikingSynapse(parts[0][0], prepared.L, is_output, name)
+            biases = [m.bias for m, _ in parts if m is not None and m.bias is not None]
+            if len(biases) > 1:  # one bias neuron for the group: the sum, exact in float64
+                main.dnn_bias = torch.stack([b.detach().double() for b in biases]).sum(dim=0)
+            elif biases and main.dnn_bias is None:
+                main.dnn_bias = biases[0].detach().clone()
+            for k, (m, _) in enumerate(parts[1:], start=1):
+                branch = SpikingSynapse(m, prepared.L, is_output, f"{name}.branch{k}")
+                branch.dnn_bias = None
+                main.shortcuts.append(branch)
+            add(main, tuple(slot[source] for _, source in parts), name)
+        elif isinstance(module, nn.MaxPool2d):
+            add(SpikingMaxPool(module, name), (slot[inputs[0]],), name)
+        elif isinstance(module, nn.Flatten):
+            add(SpikeFlatten(name), (slot[inputs[0]],), name)
+        elif isinstance(module, Concat):
+            add(SpikeConcat(name), tuple(slot[i] for i in inputs), name)
+        else:
+            raise UnsupportedModelError(
+                f"layer '{name}' ({type(module).__name__}) is not part of a G-DNN; build the "
+                "model with tdsnn.prepare"
+            )
+    return layers, sources
+
+
 def _batches(calibration: Tensor | Iterable) -> Iterable[Tensor]:
     if isinstance(calibration, Tensor):
         yield calibration
@@ -79,7 +160,7 @@ def _batches(calibration: Tensor | Iterable) -> Iterable[Tensor]:
 
 
 def convert(
-    prepared: GDNN,
+    prepared: GDNN | GraphGDNN,
     calibration: Tensor | Iterable | None = None,
     *,
     t_il: Sequence[int] | None = None,
@@ -102,7 +183,7 @@ def convert(
     """
     if maxpool not in MAXPOOL_MAPPINGS:
         raise ConversionError(f"maxpool must be one of {MAXPOOL_MAPPINGS}, got {maxpool!r}")
-    if not isinstance(prepared, GDNN):
+    if not isinstance(prepared, (GDNN, GraphGDNN)):
         raise UnsupportedModelError(
             f"convert expects the G-DNN returned by tdsnn.prepare, got {type(prepared).__name__}"
         )
@@ -116,11 +197,15 @@ def convert(
         )
     L = check_leak(prepared.L)
     _check_parameters(prepared, "G-DNN parameter")
-    layers = _snn_layers(prepared, maxpool)
+    if isinstance(prepared, GraphGDNN):
+        layers, sources = _graph_layers(prepared, maxpool)
+    else:
+        layers, sources = _snn_layers(prepared, maxpool), None
     for layer in layers:
-        if hasattr(layer, "coding"):
-            layer.coding = coding
-    snn = SNN(layers, L, coding=coding)
+        for module in layer.modules():
+            if hasattr(module, "coding"):
+                module.coding = coding
+    snn = SNN(layers, L, coding=coding, sources=sources)
     snn.eval()
     n_synapse = len(snn.synapse_layers)
     if n_synapse == 0:

@@ -2,7 +2,9 @@
 
 DNN (paper): a synapse layer with fan-in ``M`` and ``N`` outputs costs ``M*N``
 multiplications and ``(M-1)*N`` additions; a max-pool output of a ``k*k`` window
-costs ``k*k - 1`` additions (comparisons); activations cost nothing.
+costs ``k*k - 1`` additions (comparisons); activations cost nothing.  Average
+pools (global ones included) count as synapse layers; a residual sum of ``k``
+tensors of ``N`` values costs ``(k-1)*N`` additions; concatenation is free.
 
 SNN: every synaptic event (one spike reaching one target, the bias neuron's
 included) is one addition, every tick reaching a neuron that has not fired yet
@@ -27,7 +29,7 @@ import operator
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from .errors import ConversionError, SpikeInputError
 
@@ -124,11 +126,14 @@ def synapse_fan_in(module: nn.Module) -> int:
     raise TypeError(f"not a synapse layer: {type(module).__name__}")
 
 
+_SYNAPSE_KINDS = ((nn.Conv2d, "conv"), (nn.Linear, "linear"), (nn.AvgPool2d, "avgpool"))
+
+
 def dnn_layer_ops(module: nn.Module, outputs: int, name: str) -> LayerOps | None:
     """DNN cost of one layer producing ``outputs`` values for one input, or None."""
     if isinstance(module, (nn.Conv2d, nn.Linear, nn.AvgPool2d)):
         m = synapse_fan_in(module)
-        kind = {nn.Conv2d: "conv", nn.Linear: "linear", nn.AvgPool2d: "avgpool"}[type(module)]
+        kind = next(k for t, k in _SYNAPSE_KINDS if isinstance(module, t))  # subclasses too
         return LayerOps(name, kind, mul=m * outputs, add=(m - 1) * outputs)
     if isinstance(module, nn.MaxPool2d):
         kh, kw = _pair(module.kernel_size)
@@ -136,12 +141,110 @@ def dnn_layer_ops(module: nn.Module, outputs: int, name: str) -> LayerOps | None
     return None
 
 
+def _adaptive_avgpool_ops(x: torch.Tensor, out: torch.Tensor, name: str) -> LayerOps:
+    """An adaptive average pool as an average pool: each output averages its own window.
+
+    The windows of one axis cover the input, overlapping where the sizes do not
+    divide, so the fan-ins summed over the outputs are ``C * sum(rows) * sum(cols)``;
+    a global pool (output 1x1) costs ``M*N`` and ``(M-1)*N`` with ``M = H*W``.
+    """
+    (h, w), (oh, ow) = x.shape[-2:], out.shape[-2:]
+
+    def covered(size: int, out_size: int) -> int:  # sum of window sizes along one axis
+        return sum(-(-(i + 1) * size // out_size) - i * size // out_size for i in range(out_size))
+
+    n = int(out.numel())
+    mul = n // (oh * ow) * covered(h, oh) * covered(w, ow)
+    return LayerOps(name, "avgpool", mul=mul, add=mul - n)
+
+
+_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
+_MEAN_FUNCTIONS = (torch.mean,)
+
+
+def _function_ops(node: fx.Node, args: tuple, kwargs: dict, out: object) -> LayerOps | None:
+    """DNN cost of a traced function call: a tensor sum or a global spatial mean, or None."""
+    if not isinstance(out, torch.Tensor):
+        return None
+    is_call = node.op == "call_function"
+    if (is_call and node.target in _ADD_FUNCTIONS) or (
+        node.op == "call_method" and node.target in ("add", "add_")
+    ):
+        if len(args) >= 2 and all(isinstance(a, torch.Tensor) for a in args[:2]):
+            return LayerOps(node.name, "add", mul=0, add=int(out.numel()))
+        return None
+    if (is_call and node.target in _MEAN_FUNCTIONS) or (
+        node.op == "call_method" and node.target == "mean"
+    ):
+        x = args[0] if args else None
+        dims = args[1] if len(args) > 1 else kwargs.get("dim")
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or dims is None:
+            return None
+        dims = (dims,) if isinstance(dims, int) else tuple(dims)
+        if not all(isinstance(d, int) for d in dims) or sorted(d % 4 for d in dims) != [2, 3]:
+            return None
+        m, n = int(x.shape[2] * x.shape[3]), int(out.numel())
+        return LayerOps(node.name, "avgpool", mul=m * n, add=(m - 1) * n)
+    if is_call and node.target is nn.functional.adaptive_avg_pool2d and args:
+        return _adaptive_avgpool_ops(args[0], out, node.name)
+    return None
+
+
+class _CountingInterpreter(fx.Interpreter):
+    """Runs a traced model, appending the cost of each counted function call in order."""
+
+    def __init__(self, module: fx.GraphModule, found: list[LayerOps]) -> None:
+        super().__init__(module)
+        self.found = found
+
+    def run_node(self, n: fx.Node) -> object:
+        out = super().run_node(n)
+        if n.op in ("call_function", "call_method"):
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            ops = _function_ops(n, args, kwargs, out)
+            if ops is not None:
+                self.found.append(ops)
+        return out
+
+
+_HOOKED = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
+
+
+class _Tracer(fx.Tracer):
+    """The default tracer, but the hooked layers (subclasses too) stay single calls."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, _HOOKED) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _traced(model: nn.Module) -> fx.GraphModule | None:
+    """``model`` traced by torch.fx, or None if it needs no tracing or is not traceable.
+
+    A model built only of ``torch.nn`` layers and containers (a plain ``nn.Sequential``,
+    a bare layer) calls no functions of its own, so the hooks see all there is to count.
+    """
+    if isinstance(model, _HOOKED) or all(
+        type(m).__module__.startswith("torch.nn.") for m in model.modules()
+    ):
+        return None
+    try:
+        return fx.GraphModule(model, _Tracer().trace(model))
+    except Exception:  # untraceable (data-dependent control flow, ...): count with hooks only
+        return None
+
+
 @torch.no_grad()
 def count_dnn_ops(model: nn.Module, input_shape: tuple[int, ...]) -> OpCounts:
     """Count a DNN's operations for one input of shape ``input_shape`` (no batch dim).
 
     Needs no data: the model runs once on zeros with hooks on its Conv2d, Linear,
-    AvgPool2d and MaxPool2d layers.  Other layers (ReLU, BatchNorm, G) are free.
+    AvgPool2d, AdaptiveAvgPool2d and MaxPool2d layers.  A model with code of its
+    own (not just ``torch.nn`` layers in an ``nn.Sequential``) runs traced by
+    ``torch.fx``, so that its tensor sums (residual connections: ``N`` additions per
+    extra input, kind ``"add"``) and global means (``x.mean((2, 3))``: an average
+    pool) are counted too; one that fx cannot trace is counted with the hooks only.
+    Other layers (ReLU, BatchNorm, G, concatenation) are free.  Layers are listed
+    in execution order.
     """
     try:
         shape = tuple(operator.index(s) for s in input_shape)
@@ -154,21 +257,33 @@ def count_dnn_ops(model: nn.Module, input_shape: tuple[int, ...]) -> OpCounts:
     found: list[LayerOps] = []
     handles = []
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.MaxPool2d)):
+        if isinstance(module, _HOOKED):
 
-            def hook(mod, _inputs, output, name=name):
+            def hook(mod, inputs, output, name=name):
+                if isinstance(mod, nn.AdaptiveAvgPool2d):
+                    found.append(_adaptive_avgpool_ops(inputs[0], output, name))
+                    return
                 ops = dnn_layer_ops(mod, int(output[0].numel()), name)
                 if ops is not None:
                     found.append(ops)
 
             handles.append(module.register_forward_hook(hook))
     was_training = model.training
-    model.eval()
+    model.eval()  # before tracing: a forward that branches on self.training is traced in eval
     try:
         param = next(model.parameters(), None)
         dtype = param.dtype if param is not None else torch.float32
         device = param.device if param is not None else torch.device("cpu")
-        model(torch.zeros((1, *shape), dtype=dtype, device=device))
+        x = torch.zeros((1, *shape), dtype=dtype, device=device)
+        traced = _traced(model)
+        if traced is not None:
+            try:
+                _CountingInterpreter(traced, found).run(x)
+            except Exception:  # the traced graph does not run: count the model itself
+                found.clear()
+                traced = None
+        if traced is None:
+            model(x)
     except RuntimeError as exc:
         raise SpikeInputError(f"input_shape {shape} does not fit the model: {exc}") from exc
     finally:

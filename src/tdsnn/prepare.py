@@ -22,7 +22,9 @@ from torch import Tensor, nn
 from .coding import GCoding, check_coding, check_leak
 from .errors import UnsupportedModelError
 from .folding import fold_batchnorm, fold_input_affine, scale_input, scale_output
-from .tracing import SUPPORTED_TEXT, SYNAPSE_LAYERS, trace_chain
+from .junctions import GlobalAvgPool
+from .prepare_graph import GraphGDNN, prepare_graph
+from .tracing import POOL_SYNAPSES, SUPPORTED_TEXT, SYNAPSE_LAYERS, is_chain, trace_graph
 
 _WEIGHTED = (nn.Conv2d, nn.Linear)
 
@@ -58,7 +60,7 @@ class GDNN(nn.Sequential):
         return [m for m in self if isinstance(m, SYNAPSE_LAYERS)]
 
 
-_KIND_PREFIX = {nn.Conv2d: "conv", nn.Linear: "fc", nn.AvgPool2d: "avgpool"}
+_KIND_PREFIX = {nn.Conv2d: "conv", nn.Linear: "fc", nn.AvgPool2d: "avgpool", GlobalAvgPool: "gap"}
 
 
 def _readable_names(layers: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
@@ -300,13 +302,13 @@ def _compensate_g(
             module.bias.sub_(row_sums * (offset / gain))
             module.weight.div_(gain)
             gain, offset = kappa, 0.0 if sparse else kappa  # its ReLU output passes G next
-        elif isinstance(module, nn.AvgPool2d):
+        elif isinstance(module, POOL_SYNAPSES):
             gain, offset = kappa * gain, 0.0 if sparse else kappa * (1.0 + offset)
         out.append((name, module))
     return out
 
 
-def _check_folded(prepared: GDNN) -> None:
+def _check_folded(prepared: nn.Module) -> None:
     """The folds multiply and divide weights: refuse a result that left float range."""
     for name, tensor in prepared.named_parameters():
         bad = int((~torch.isfinite(tensor.detach())).sum())
@@ -334,7 +336,7 @@ def prepare(
     activation_scales: Sequence[float] | float | None = None,
     compensate: bool = True,
     coding: str = "paper",
-) -> GDNN:
+) -> GDNN | GraphGDNN:
     """Return the G-DNN of a trained ``model`` (the model itself is not changed).
 
     Args:
@@ -371,7 +373,17 @@ def prepare(
             "per input channel (or one for all) for both"
         )
     _check_parameters(model, "parameter")
-    layers = _place_relus(_fold_batchnorms(trace_chain(model)))
+    nodes = trace_graph(model)
+    if not is_chain(nodes):
+        graph = prepare_graph(
+            nodes, L, input_mean=input_mean, input_std=input_std, input_scale=input_scale,
+            activation_scales=activation_scales, compensate=compensate, coding=coding,
+            gain=expected_g_gain(L),
+        )  # fmt: skip
+        _check_folded(graph)
+        graph.train(model.training)
+        return graph
+    layers = _place_relus(_fold_batchnorms([(n.label, n.module) for n in nodes]))
     hidden_count = sum(isinstance(m, SYNAPSE_LAYERS) for _, m in layers) - 1
     if activation_scales is None:
         scales: list[float] = [1.0] * hidden_count

@@ -1,7 +1,10 @@
-"""Model zoo: the paper's benchmark CNNs (LeNet-5, AlexNet, VGG-16) and CIFAR-size variants.
+"""Model zoo: the paper's benchmark CNNs (LeNet-5, AlexNet, VGG-16), CIFAR-size
+variants, and residual networks (CIFAR ResNet-20, ImageNet ResNet-18).
 
-All models are flat ``nn.Sequential`` stacks of convertible layers; ``MODELS``
-maps each name to its constructor and fixed input shape ``(C, H, W)``.
+The paper's CNNs and their CIFAR variants are flat ``nn.Sequential`` stacks of
+convertible layers (:mod:`.zoo`); the ResNets are module trees with skip
+connections, traceable by ``torch.fx`` (:mod:`.resnet`).  ``MODELS`` maps each
+name to its constructor and default input shape ``(C, H, W)``.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from .registry import (
     load_user_model,
     same_spec,
 )
+from .resnet import BasicBlock, resnet18, resnet20_cifar
 from .zoo import alexnet, alexnet_cifar, lenet5, scale_channels, vgg16, vgg_cifar
 
 __all__ = [
+    "BasicBlock",
     "MAX_PARAMETERS",
     "MODELS",
     "ModelLoadError",
@@ -27,6 +32,8 @@ __all__ = [
     "check_kwargs",
     "lenet5",
     "load_user_model",
+    "resnet18",
+    "resnet20_cifar",
     "same_spec",
     "scale_channels",
     "vgg16",

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import TDSNNError
+from .resnet import resnet18, resnet20_cifar
 from .zoo import alexnet, alexnet_cifar, lenet5, vgg16, vgg_cifar
 
 __all__ = [
@@ -50,6 +51,8 @@ MODELS: dict[str, tuple[Callable[..., nn.Module], tuple[int, int, int]]] = {
     "vgg16": (vgg16, (3, 224, 224)),
     "vgg_cifar": (vgg_cifar, (3, 32, 32)),
     "alexnet_cifar": (alexnet_cifar, (3, 32, 32)),
+    "resnet20_cifar": (resnet20_cifar, (3, 32, 32)),
+    "resnet18": (resnet18, (3, 224, 224)),
 }
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -218,6 +218,9 @@ def near_boundaries(
     g_error: float,
     margin: float = 0.0,
     float32_terms: bool | None = None,
+    *,
+    scalar: float | None = None,
+    exact: Callable[[Tensor], Tensor] | None = None,
 ) -> Found | None:
     """Find the neurons whose ``T`` an error of ``A`` could change, and pin them down.
 
@@ -227,7 +230,9 @@ def near_boundaries(
     decision (relative to ``1 + |A|``), for callers that round further (the clocked
     simulator's steps).  ``float32_terms``: ``A`` carries float32 rounding (default: when
     it is float32; the clocked simulator holds float32 step sums in float64 potentials).
-    Returns None when a float32 bound is too wide to help.
+    ``scalar`` (float64 only): one bound of ``|W| G + |b|`` for every neuron, and
+    ``exact`` the exact test of chosen neurons, for a group with several branches
+    (:mod:`.junction`).  Returns None when a float32 bound is too wide to help.
     """
     L = layer.L
     if math.isinf(gamma):
@@ -235,12 +240,13 @@ def near_boundaries(
     low_precision = A.dtype == torch.float32 if float32_terms is None else float32_terms
     u = U32 if A.dtype == torch.float32 else U64  # the precision of the test's arithmetic
     # Per position, a bound of |W_c| G + |b_c| valid for every channel c there.
-    if layer.kind == "avgpool":  # non-negative weights summing to 1: the bound is A itself
+    if layer.kind == "avgpool" and scalar is None:  # weights >= 0 summing to 1: the bound is A
         size = A.abs().mul_(1.0 + 16.0 * u)
         w_norm = b_abs = patch = None
     elif not low_precision:  # float64's bound is so tight that one number for all will do
-        l1, b_abs = _weights(layer, A.device)["l1"], _weights(layer, A.device)["bias_abs"]
-        scalar = (float(l1.max()) * float(g.max()) + float(b_abs.max())) * (1.0 + 1e-6)
+        if scalar is None:
+            l1, b_abs = _weights(layer, A.device)["l1"], _weights(layer, A.device)["bias_abs"]
+            scalar = (float(l1.max()) * float(g.max()) + float(b_abs.max())) * (1.0 + 1e-6)
         size = A.new_full((1,) * A.dim(), scalar)
         w_norm = patch = None
     else:
@@ -263,7 +269,7 @@ def near_boundaries(
         return Found(t, flagged, better, empty, better, L, report)
     # Per flagged neuron: its own bound, and T at both ends of A +- bound in float64.
     channel = flagged[:, 1]
-    if layer.kind == "avgpool":
+    if layer.kind == "avgpool" and scalar is None:
         size = better.abs() * (1.0 + 16.0 * u)
     elif patch is None:
         size = torch.full((flat.shape[0],), scalar, dtype=torch.float64, device=A.device)
@@ -287,7 +293,8 @@ def near_boundaries(
             bound = size[open_] * (1.0 + 1e-5) * (2.02 * n * U64)
             open_ = open_[~_settled(a, bound, L, margin)]
     report.recomputed = int(open_.shape[0])
-    exact_t = _exact_times(layer, t_in, flagged[open_]) if open_.shape[0] else better[:0]
+    exact = exact or (lambda where: _exact_times(layer, t_in, where))
+    exact_t = exact(flagged[open_]) if open_.shape[0] else better[:0]
     return Found(t, flagged, better, open_, exact_t, L, report)
 
 

@@ -23,6 +23,7 @@ from ..coding import bias_spike_time, spike_value, tick_weight
 from ..errors import SpikeInputError
 from ..ops import SNNLayerEvents
 from .certified import U32, U64, Certification, Found, near_boundaries
+from .junction import group_fan_in, junction_found
 from .layers import SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 from .ranges import Float32RangeError
 
@@ -84,10 +85,10 @@ def spikes_per_step(t_in: Tensor, fanout: Tensor, steps: int) -> list[int]:
 
 
 def inhibitory_period(
-    drive: Callable[[Tensor], Tensor],
-    t_in: Tensor,
+    drive: Callable[..., Tensor],
+    t_in: Tensor | list[Tensor],
     t_il: Tensor,
-    fanout: Tensor,
+    fanout: Tensor | list[Tensor],
     decay: float,
     bias: tuple[int, Tensor] | None = None,
     spike_dtype: torch.dtype | None = None,
@@ -95,18 +96,32 @@ def inhibitory_period(
     """Steps ``t = 0 .. T_il`` (per sample): leak, then add the ``drive`` of the spikes
     arriving at ``t`` (and the bias neuron's weight at its time); firing is inhibited.
 
-    Spikes are 0/1 tensors of ``spike_dtype`` (default: that of ``t_in``); the potentials
-    are kept in the dtype of ``t_in``.  Returns the potentials, the synaptic events and
-    the leak steps.
+    ``t_in`` may be a list (one per branch of a group: each source's spikes, delayed
+    into the group's frame); ``drive`` then takes one spike tensor per branch.  Spikes
+    are 0/1 tensors of ``spike_dtype`` (default: that of ``t_in``); the potentials are
+    kept in the dtype of ``t_in``.  Returns the potentials, the synaptic events and the
+    leak steps.
     """
-    spike_dtype = spike_dtype or t_in.dtype
+    t_ins = list(t_in) if isinstance(t_in, (list, tuple)) else [t_in]
+    fanouts = list(fanout) if isinstance(fanout, (list, tuple)) else [fanout]
+    dtype = t_ins[0].dtype
+    spike_dtype = spike_dtype or dtype
     V: Tensor | None = None  # None: still all zero
     leak_steps = 0  # leak steps summed over samples (times the neurons at the end)
-    batch = t_in.shape[0]
+    batch = t_ins[0].shape[0]
     last = int(t_il.max())
     all_in_period = int(t_il.min())  # up to this step every sample is still integrating
-    events = spikes_per_step(t_in, fanout, last + 1)
+    per_branch = [spikes_per_step(t, f, last + 1) for t, f in zip(t_ins, fanouts, strict=True)]
+    events = [sum(column) for column in zip(*per_branch, strict=True)]
     synaptic = sum(events)
+
+    def step_drive(t: int | None) -> Tensor:
+        spikes = [
+            (x == t).to(spike_dtype) if t is not None else torch.zeros_like(x, dtype=spike_dtype)
+            for x in t_ins
+        ]
+        return drive(*spikes)
+
     for t in range(last + 1):
         if t > 0:
             if t <= all_in_period:
@@ -119,24 +134,38 @@ def inhibitory_period(
                 if V is not None:
                     V = torch.where(_per_sample(in_period, V), V * decay, V)
         if events[t]:
-            step = drive((t_in == t).to(spike_dtype))
-            V = step.to(t_in.dtype) if V is None else V.add_(step)
+            step = step_drive(t)
+            V = step.to(dtype) if V is None else V.add_(step)
         if bias is not None and t == bias[0]:
             if V is None:
-                V = torch.zeros_like(drive(torch.zeros_like(t_in, dtype=spike_dtype)), dtype=t_in.dtype)
+                V = torch.zeros_like(step_drive(None), dtype=dtype)
             V.add_(bias[1].reshape((1, -1) + (1,) * (V.dim() - 2)))
             synaptic += int(V[0].numel()) * batch
     if V is None:  # no input spike at all (sparse coding) and no bias neuron
-        V = torch.zeros_like(drive(torch.zeros_like(t_in, dtype=spike_dtype)), dtype=t_in.dtype)
+        V = torch.zeros_like(step_drive(None), dtype=dtype)
     return V, synaptic, leak_steps * int(V[0].numel())
+
+
+def _group_drive(layer: SpikingSynapse) -> Callable[..., Tensor]:
+    """The potential change of one step: every branch's spikes through its synapses."""
+    if not layer.shortcuts:
+        return layer.synaptic_input
+
+    def drive(*spikes: Tensor) -> Tensor:
+        total = layer.synaptic_input(spikes[0])
+        for branch, s in zip(layer.shortcuts, spikes[1:], strict=True):
+            total = total + branch.synaptic_input(s)
+        return total
+
+    return drive
 
 
 def run_synapse(
     layer: SpikingSynapse,
-    t_in: Tensor,
+    t_in: Tensor | list[Tensor],
     t_il: Tensor,
     limit: int | None,
-    fanout: Tensor,
+    fanout: Tensor | list[Tensor],
     dtype: torch.dtype,
     certificates: list[Certification] | None = None,
     budget: StepBudget | None = None,
@@ -159,18 +188,20 @@ def run_synapse(
     if layer.bias_neuron_weight is not None:
         bias = (bias_spike_time(L), layer.bias_neuron_weight.to(dtype))
     certify = certificates is not None and not layer.is_output
-    float32_sums = certify and layer.kind != "avgpool"  # average pooling sums in float64
+    junction = isinstance(t_in, (list, tuple))
+    # average pooling and groups with shortcuts sum in float64
+    float32_sums = certify and layer.kind != "avgpool" and not junction
     spike_dtype = torch.float32 if float32_sums else dtype
+    fanouts = [f.to(dtype) for f in fanout] if junction else fanout.to(dtype)
+    drive = _group_drive(layer)
     V, synaptic, leaks = inhibitory_period(
-        layer.synaptic_input, t_in, t_il, fanout.to(dtype), decay, bias, spike_dtype
+        drive, t_in, t_il, fanouts, decay, bias, spike_dtype
     )
     pinned = None
     if certify:
         found = _certify_potentials(layer, V, t_in, t_il, float32_sums=float32_sums)
         if found is None:  # the bound is too wide: step again in float64, certify that
-            V, _, _ = inhibitory_period(
-                layer.synaptic_input, t_in, t_il, fanout.to(dtype), decay, bias
-            )
+            V, _, _ = inhibitory_period(drive, t_in, t_il, fanouts, decay, bias)
             found = _certify_potentials(layer, V, t_in, t_il, float32_sums=False)
             assert found is not None  # the float64 bound is never too wide
         certificates.append(found.report)
@@ -181,7 +212,7 @@ def run_synapse(
         kind=layer.kind,
         neurons=neurons,
         is_output=layer.is_output,
-        fan_in=layer.fan_in(),
+        fan_in=group_fan_in(layer),
         synaptic_adds=synaptic,
         inhibit_steps=int(t_il.sum()),
     )
@@ -225,6 +256,13 @@ def _certify_potentials(
     scale = _per_sample(torch.exp(t_il.to(V.dtype) / layer.L), V)
     A = V.neg().mul_(scale)
     steps = float(t_il.max()) + 1.0
+    t_active = float(torch.log1p(A.clamp(min=0).max()).mul(layer.L).ceil()) if n_all else 0.0
+    margin = 4.0 * (t_active + 2.0) * U64
+    if isinstance(t_in, (list, tuple)):  # a group with shortcuts: float64 sums
+        found = junction_found(
+            layer, A, list(t_in), 8.0 * (group_fan_in(layer) + 2 + steps) * U64, margin
+        )
+        return _pin_potentials(found, V, scale, float32_sums=False)
     n = layer.fan_in() + 2  # the sum, and a float64 weight rounded to float32
     if float32_sums:
         g = spike_value(t_in, layer.L, torch.float32)
@@ -235,12 +273,16 @@ def _certify_potentials(
         gamma = 8.0 * (n + steps) * U64
         g_error = 0.0
     # The active period multiplies and adds once per step: its rounding, relative to
-    # 1 + A, stays below 4 (steps + 2) u for as many steps as the slowest neuron takes.
-    t_active = float(torch.log1p(A.clamp(min=0).max()).mul(layer.L).ceil()) if n_all else 0.0
-    margin = 4.0 * (t_active + 2.0) * U64
+    # 1 + A, stays below 4 (steps + 2) u for as many steps as the slowest neuron takes
+    # (the margin above).
     found = near_boundaries(
         layer, A, g, t_in, gamma * (1.0 + 2.0 * gamma), g_error, margin, float32_sums
     )
+    return _pin_potentials(found, V, scale, float32_sums)
+
+
+def _pin_potentials(found: Found | None, V: Tensor, scale: Tensor, float32_sums: bool) -> Found | None:
+    """Write the better pre-activations of the flagged neurons back into ``V``."""
     if found is None:
         return None
     where = found.where

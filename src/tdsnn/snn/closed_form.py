@@ -13,43 +13,50 @@ import math
 import torch
 from torch import Tensor
 
-from ..coding import spike_value
 from ..ops import SNNLayerEvents
 from .certified import Certification, certified_spike_times
+from .junction import group_affine, group_fan_in, junction_spike_times
 from .layers import SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 from .ranges import check_times
 
 
 def run_synapse(
     layer: SpikingSynapse,
-    t_in: Tensor,
+    t_in: Tensor | list[Tensor],
     t_il: Tensor,
     limit: int | None,
-    fanout: Tensor,
+    fanout: Tensor | list[Tensor],
     dtype: torch.dtype,
     certificates: list[Certification] | None = None,
 ) -> tuple[Tensor, SNNLayerEvents]:
     """One synapse layer: output spike times (hidden) or logits (output layer).
 
-    ``t_in`` are the input spike times (all ``<= t_il``), ``t_il`` the per-sample
-    inhibitory period, ``limit`` a static end of the active period (or None).
-    With ``certificates`` (a list to append to), the layer runs certified float32
-    (:mod:`.certified`): float64 spike times; the output layer runs in float64.
+    ``t_in`` are the input spike times (all ``<= t_il``; a list, one per branch, for a
+    group with shortcuts, in the group's frame), ``t_il`` the per-sample inhibitory
+    period, ``limit`` a static end of the active period (or None).  With
+    ``certificates`` (a list to append to), the layer runs certified float32
+    (:mod:`.certified`; a group with shortcuts: float64, :mod:`.junction`): float64
+    spike times; the output layer runs in float64.
     """
     certify = certificates is not None
+    t_ins = list(t_in) if isinstance(t_in, (list, tuple)) else [t_in]
+    fanouts = list(fanout) if isinstance(fanout, (list, tuple)) else [fanout]
     if layer.is_output:
-        A = layer.affine(spike_value(t_in, layer.L, torch.float64 if certify else dtype))
-        events = _events(layer, A, t_il, fanout, t_in)
+        A = group_affine(layer, t_ins, torch.float64 if certify else dtype)
+        events = _events(layer, A, t_il, fanouts, t_ins)
         events.own_leaks = events.inhibit_steps * events.neurons
         return A, events
-    if certify:
-        t_out, report = certified_spike_times(layer, t_in, float(t_il.max()))
+    if certify and len(t_ins) > 1:
+        t_out, report = junction_spike_times(layer, t_ins)
+        certificates.append(report)
+    elif certify:
+        t_out, report = certified_spike_times(layer, t_ins[0], float(t_il.max()))
         certificates.append(report)
     else:  # T(ReLU(A)) in place: A is not needed any more.
-        A = layer.affine(spike_value(t_in, layer.L, dtype))
+        A = group_affine(layer, t_ins, dtype)
         t_out = A.clamp_(min=0).log1p_().mul_(layer.L).ceil_()
     check_times(t_out, f"layer '{layer.name}'")
-    events = _events(layer, t_out, t_il, fanout, t_in)
+    events = _events(layer, t_out, t_il, fanouts, t_ins)
     if limit is not None:
         events.clipped = int((t_out > limit).sum())
         t_out.clamp_(max=limit)
@@ -79,12 +86,14 @@ def emitted_events(t_in: Tensor, fanout: Tensor, sparse: bool) -> int:
 
 
 def _events(
-    layer: SpikingSynapse, out: Tensor, t_il: Tensor, fanout: Tensor, t_in: Tensor
+    layer: SpikingSynapse, out: Tensor, t_il: Tensor, fanouts: list[Tensor], t_ins: list[Tensor]
 ) -> SNNLayerEvents:
     batch = out.shape[0]
     neurons = int(out[0].numel())
-    # The events of the emitted input spikes; the bias neuron reaches all outputs.
-    synaptic = emitted_events(t_in, fanout, layer.coding == "sparse")
+    # The events of the emitted input spikes (every branch's); the bias neuron reaches
+    # all outputs.
+    sparse = layer.coding == "sparse"
+    synaptic = sum(emitted_events(t, f, sparse) for t, f in zip(t_ins, fanouts, strict=True))
     if layer.has_bias:
         synaptic += neurons * batch
     return SNNLayerEvents(
@@ -92,7 +101,7 @@ def _events(
         kind=layer.kind,
         neurons=neurons,
         is_output=layer.is_output,
-        fan_in=layer.fan_in(),
+        fan_in=group_fan_in(layer),
         synaptic_adds=synaptic,
         inhibit_steps=int(t_il.sum()),
     )

@@ -7,6 +7,11 @@
   number of inputs in the window, unit weights, no leak): it fires with the last
   spike of its window.
 * :class:`SpikeFlatten` -- a reshape of spike times; not a neuron layer.
+* :class:`SpikeConcat` -- channel concatenation of populations; not a neuron layer.
+
+A neuron group of a residual network is one :class:`SpikingSynapse` (its first branch,
+holding the group's bias) with the other branches in ``shortcuts``: synapses from other
+populations (a projection conv, or an identity with weight 1) into the same neurons.
 """
 
 from __future__ import annotations
@@ -16,20 +21,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..coding import spike_value
+from ..junctions import GlobalAvgPool
 
 
 class SpikingSynapse(nn.Module):
     """A synapse layer of the SNN (Conv2d, Linear or AvgPool2d) and its LIF neurons."""
 
-    def __init__(self, source: nn.Module, L: float, is_output: bool, name: str) -> None:
+    def __init__(self, source: nn.Module | None, L: float, is_output: bool, name: str) -> None:
         super().__init__()
         self.name = name
         self.L = L
         self.is_output = is_output
-        self.kind = {nn.Conv2d: "conv", nn.Linear: "linear", nn.AvgPool2d: "avgpool"}[type(source)]
+        kinds = {nn.Conv2d: "conv", nn.Linear: "linear", nn.AvgPool2d: "avgpool", GlobalAvgPool: "avgpool"}
+        self.kind = "identity" if source is None else kinds[type(source)]
+        self.global_pool = isinstance(source, GlobalAvgPool)  # kernel = the whole map
         self.coding = "paper"  # set by tdsnn.convert: "sparse" inputs may be silent (-inf)
         self.conv_args: dict = {}
         self.pool_args: dict = {}
+        self.shortcuts = nn.ModuleList()  # other branches into the same neurons (residual)
         weight = bias = None
         if isinstance(source, nn.Conv2d):
             weight, bias = source.weight, source.bias
@@ -41,7 +50,10 @@ class SpikingSynapse(nn.Module):
             )
         elif isinstance(source, nn.Linear):
             weight, bias = source.weight, source.bias
-        else:
+        elif self.global_pool:
+            self.pool_args = dict(kernel_size=(1, 1), stride=(1, 1), padding=0, ceil_mode=False,
+                                  count_include_pad=True)  # fmt: skip
+        elif source is not None:
             self.pool_args = dict(
                 kernel_size=source.kernel_size,
                 stride=source.stride,
@@ -56,6 +68,18 @@ class SpikingSynapse(nn.Module):
     @property
     def has_bias(self) -> bool:
         return self.dnn_bias is not None
+
+    def branches(self) -> list[SpikingSynapse]:
+        """This synapse and its shortcuts: every synapse into the group's neurons."""
+        return [self, *self.shortcuts]
+
+    def bind(self, in_shape: tuple[int, ...]) -> None:
+        """Global average pooling: set the window to the whole input map (C, H, W)."""
+        if self.global_pool:
+            if len(in_shape) != 3:
+                raise ValueError(f"global average pooling needs C x H x W input, got {in_shape}")
+            size = (int(in_shape[1]), int(in_shape[2]))
+            self.pool_args.update(kernel_size=size, stride=size)
 
     @property
     def synaptic_weight(self) -> Tensor | None:
@@ -78,6 +102,8 @@ class SpikingSynapse(nn.Module):
 
     def affine(self, x: Tensor) -> Tensor:
         """``W x + b``, the G-DNN's pre-activation (bias fused as in the G-DNN's own layer)."""
+        if self.kind == "identity":
+            return x
         if self.kind == "avgpool":
             return F.avg_pool2d(x, **self.pool_args)
         w = self.dnn_weight.to(x.dtype)
@@ -89,6 +115,8 @@ class SpikingSynapse(nn.Module):
     def synaptic_input(self, spikes: Tensor) -> Tensor:
         """Potential change caused by the spikes of one time step through the SNN synapses
         (the negated weights of hidden layers; ``(-W) x`` equals ``-(W x)`` exactly)."""
+        if self.kind == "identity":
+            return spikes if self.is_output else spikes.neg()
         if self.kind == "avgpool":
             out = F.avg_pool2d(spikes, **self.pool_args)
             return out if self.is_output else out.neg_()
@@ -106,6 +134,8 @@ class SpikingSynapse(nn.Module):
 
     def fan_in(self) -> int:
         """M, the fan-in of one output neuron (padding included), for the DNN count."""
+        if self.kind == "identity":
+            return 1
         if self.kind == "linear":
             return int(self.dnn_weight.shape[1])
         if self.kind == "conv":
@@ -119,6 +149,8 @@ class SpikingSynapse(nn.Module):
         Zero padding has no neuron, so border inputs reach fewer outputs; the sum
         of this map is the number of synaptic events of one presentation.
         """
+        if self.kind == "identity":
+            return torch.ones(in_shape, dtype=torch.float64)
         if self.kind == "linear":
             return torch.full(in_shape, float(self.dnn_weight.shape[0]), dtype=torch.float64)
         with torch.enable_grad():
@@ -172,6 +204,17 @@ class SpikingMaxPool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, {self.pool_args}"
+
+
+class SpikeConcat(nn.Module):
+    """Channel concatenation of populations (axonal delays align their periods)."""
+
+    def __init__(self, name: str = "cat") -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, *times: Tensor) -> Tensor:
+        return torch.cat(times, dim=1)
 
 
 class SpikeFlatten(nn.Module):

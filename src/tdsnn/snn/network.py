@@ -13,7 +13,7 @@ from ..errors import SpikeInputError, UnsupportedModelError
 from ..ops import SNNOps
 from . import certified, clocked, closed_form
 from .certified import Certification, certified_conditions, spot_check, warn_once
-from .layers import SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
+from .layers import SpikeConcat, SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 from .ranges import Float32RangeError, check_logits, check_times
 from .result import SNNResult
 
@@ -37,13 +37,89 @@ class SNN(nn.Module):
         L: float,
         static_t_il: Sequence[int] | None = None,
         coding: str = "paper",
+        sources: Sequence[Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
+        # The graph: per layer, the value slots it reads (0: the input, k + 1: the output
+        # of layer k; a group's main branch first, then its shortcuts).  A chain reads
+        # the previous slot.
+        if sources is None:
+            sources = [(k,) for k in range(len(layers))]
+        self.sources = [tuple(int(s) for s in src) for src in sources]
+        _check_sources(self.layers, self.sources)
         self.L = float(L)
         self.coding = check_coding(coding)
         self.static_t_il = None if static_t_il is None else [int(t) for t in static_t_il]
         self._fanout_cache: dict[tuple, Tensor] = {}
+
+    @property
+    def is_chain(self) -> bool:
+        return all(src == (k,) for k, src in enumerate(self.sources))
+
+    def _readers(self, slot: int) -> list[int]:
+        return [k for k, src in enumerate(self.sources) if slot in src]
+
+    def _first_reader(self, slot: int) -> int:
+        """The first synapse group reading ``slot`` (through pools, flattens, joins)."""
+        groups = {id(m): g for g, m in enumerate(self.synapse_layers)}
+        frontier = sorted(self._readers(slot))
+        while frontier:
+            k = frontier.pop(0)
+            if id(self.layers[k]) in groups:
+                return groups[id(self.layers[k])]
+            frontier = sorted(set(frontier) | set(self._readers(k + 1)))
+        return len(groups) - 1
+
+    def _slot_limits(self) -> list[int | None]:
+        """Static mode: per slot, the end of its active period, the shortest inhibitory
+        period of the groups reading it (through pools, flattens, joins); None if dynamic."""
+        limits: list[int | None] = [None] * (len(self.layers) + 1)
+        if self.static_t_il is None:
+            return limits
+        groups = {id(m): g for g, m in enumerate(self.synapse_layers)}
+
+        def tighten(slot: int, value: int | None) -> None:
+            if value is not None and (limits[slot] is None or value < limits[slot]):
+                limits[slot] = value
+
+        for k in reversed(range(len(self.layers))):
+            layer = self.layers[k]
+            own = self.static_t_il[groups[id(layer)]] if id(layer) in groups else limits[k + 1]
+            for slot in self.sources[k]:
+                tighten(slot, own)
+        return limits
+
+    def connection_delays(self) -> dict[str, list[int]]:
+        """Static mode: the fixed delay, in steps, of every connection into a neuron group
+        or join (per source, in ``sources`` order): the periods between the source's
+        release and the receiver's.  Dynamic mode: they follow each sample
+        (``SNNResult.extras["delays"]``)."""
+        if self.static_t_il is None:
+            raise UnsupportedModelError(
+                "delays are fixed constants only with static T_il; in dynamic mode see "
+                "SNNResult.extras['delays']"
+            )
+        groups = {id(m): g for g, m in enumerate(self.synapse_layers)}
+        starts = [0]
+        out: dict[str, list[int]] = {}
+        for layer, source in zip(self.layers, self.sources, strict=True):
+            start = max(starts[s] for s in source)
+            if len(source) > 1:
+                out[layer.name] = [start - starts[s] for s in source]
+            if id(layer) in groups:
+                start += self.static_t_il[groups[id(layer)]]
+            starts.append(start)
+        return out
+
+    @staticmethod
+    def _delays(
+        found: dict[str, Tensor], name: str, source: tuple[int, ...], starts: list[Tensor],
+        start: Tensor,
+    ) -> None:
+        """Record the per-sample delays of a layer that joins several frames."""
+        if len(source) > 1:
+            found[name] = torch.stack([start - starts[s] for s in source], dim=1).round().to(torch.int64)
 
     @property
     def synapse_layers(self) -> list[SpikingSynapse]:
@@ -200,13 +276,21 @@ class SNN(nn.Module):
                     f"(expects batch x {expected} x H x W)"
                 )
 
-    def _fanout(
-        self, index: int, layer: nn.Module, in_shape: tuple[int, ...], device: torch.device
-    ) -> Tensor:
-        key = (index, in_shape, device)
-        if key not in self._fanout_cache:
-            self._fanout_cache[key] = layer.connection_map(in_shape).to(device)
-        return self._fanout_cache[key]
+    def _fanouts(
+        self, index: int, layer: nn.Module, ins: list[Tensor], device: torch.device
+    ) -> list[Tensor]:
+        """Per input of ``layer`` (per branch of a group), each neuron's fan-out."""
+        branches = layer.branches() if isinstance(layer, SpikingSynapse) else [layer]
+        out = []
+        for k, (branch, t_in) in enumerate(zip(branches, ins, strict=True)):
+            in_shape = tuple(t_in.shape[1:])
+            if isinstance(branch, SpikingSynapse):
+                branch.bind(in_shape)
+            key = (index, k, in_shape, device)
+            if key not in self._fanout_cache:
+                self._fanout_cache[key] = branch.connection_map(in_shape).to(device)
+            out.append(self._fanout_cache[key])
+        return out
 
     def _simulate(
         self, x: Tensor, backend_name: str, precision: str, max_steps: int, spot_checks: int = 0
@@ -229,104 +313,114 @@ class SNN(nn.Module):
         times = spike_time_float(
             x.to(torch.float64 if certify else dtype), L, self.coding
         ).to(dtype)
-        clipped: list[int] = []
-        if static is not None:
-            clipped.append(int((times > static[0]).sum()))
-            times = torch.clamp(times, max=static[0])
+        limits = self._slot_limits()
+        group_of = {id(m): g for g, m in enumerate(synapses)}
+        clipped = [0] * len(synapses)
+        if limits[0] is not None:
+            clipped[self._first_reader(0)] = int((times > limits[0]).sum())
+            times = torch.clamp(times, max=limits[0])
         check_times(times, "the input")
-        # clocked: per sample, the steps simulated so far; each time loop is refused
-        # before it starts if it would take the presentation past max_steps.
-        elapsed = torch.zeros(batch, dtype=torch.float64, device=x.device)
         stepped = backend is clocked
+        zero = torch.zeros(batch, dtype=torch.float64, device=x.device)
+        # Per value slot (0: the input, k + 1: the output of layer k): spike times local
+        # to the slot's frame, the frame's start (its release, absolute steps per sample)
+        # and the last spike in it.  Delays align frames (design note, "Residual networks").
+        slot_times: list[Tensor] = [times]
+        starts: list[Tensor] = [zero]
+        lasts: list[Tensor] = [times.flatten(1).amax(dim=1)]
         spike_times = [times]
         names = ["input"]
-        last_spike = times.flatten(1).amax(dim=1)  # last spike of the current producer
         t_il_rows: list[Tensor] = []
         pool_periods: list[Tensor] = []
         events = []
+        delays: dict[str, Tensor] = {}
         logits: Tensor | None = None
-        synapse_index = 0
         try:
-            for index, layer in enumerate(self.layers):
-                if isinstance(layer, SpikeFlatten):
-                    times = layer(times)
+            for index, (layer, source) in enumerate(zip(self.layers, self.sources, strict=True)):
+                ins = [slot_times[s] for s in source]
+                start = torch.stack([starts[s] for s in source]).amax(dim=0)
+                last = torch.stack([lasts[s] for s in source]).amax(dim=0)
+                if isinstance(layer, (SpikeFlatten, SpikeConcat)):
+                    slot_times.append(layer(*ins))
+                    self._delays(delays, layer.name, source, starts, start)
+                    starts.append(start)
+                    lasts.append(last)
                     continue
-                fanout = self._fanout(index, layer, tuple(times.shape[1:]), x.device)
+                fanouts = self._fanouts(index, layer, ins, x.device)
                 if isinstance(layer, SpikingLeakyMaxPool):
                     # Its own period: inhibited until the producer's last spike (>= 1).
-                    pool_t_il = torch.clamp(last_spike, min=1)
+                    pool_t_il = torch.clamp(last, min=1)
                     budget = {}
                     if stepped:
-                        elapsed = clocked.take_steps(elapsed, pool_t_il, max_steps, layer.name)
-                        budget["budget"] = clocked.StepBudget(max_steps - elapsed, max_steps)
-                    times, ev = backend.run_leaky_maxpool(layer, times, pool_t_il, fanout, **budget)
-                    check_times(times, f"layer '{layer.name}'")
+                        reach = clocked.take_steps(start, pool_t_il, max_steps, layer.name)
+                        budget["budget"] = clocked.StepBudget(max_steps - reach, max_steps)
+                    out, ev = backend.run_leaky_maxpool(layer, ins[0], pool_t_il, fanouts[0], **budget)
+                    check_times(out, f"layer '{layer.name}'")
                     pool_periods.append(pool_t_il)
-                    last_spike = times.flatten(1).amax(dim=1)
-                    spike_times.append(times)
-                    names.append(layer.name)
-                    events.append(ev)
-                    continue
-                if isinstance(layer, SpikingMaxPool):
-                    times, ev = backend.run_maxpool(layer, times, fanout)
-                    spike_times.append(times)
-                    names.append(layer.name)
-                    events.append(ev)
-                    continue
-                if static is None:
-                    t_il = torch.clamp(last_spike, min=t_bias)
+                    start = start + pool_t_il.to(torch.float64)
+                elif isinstance(layer, SpikingMaxPool):
+                    out, ev = backend.run_maxpool(layer, ins[0], fanouts[0])
                 else:
-                    t_il = torch.full(
-                        (batch,), float(static[synapse_index]), dtype=dtype, device=x.device
-                    )
-                t_il_rows.append(t_il)
-                if layer.kind == "linear" and times.dim() != 2:
-                    raise SpikeInputError(
-                        f"Linear layer '{layer.name}' receives shape {tuple(times.shape)}; it "
-                        "needs batch x features (add nn.Flatten before it, or feed 2-D input)"
-                    )
-                limit = None
-                if static is not None and not layer.is_output:
-                    limit = static[synapse_index + 1]
-                options: dict = {}
-                if certify:
-                    options["certificates"] = certificates
-                if stepped:
-                    elapsed = clocked.take_steps(elapsed, t_il, max_steps, layer.name)
-                    options["budget"] = clocked.StepBudget(max_steps - elapsed, max_steps)
-                out, ev = backend.run_synapse(layer, times, t_il, limit, fanout, dtype, **options)
-                if (certify and not layer.is_output and spot_checks
-                        and not certificates[-1].full_float64):  # fmt: skip
-                    # float32 arithmetic was certified here: check the bound held
-                    spot_check(layer, times, out, limit, self._spot_generator(), spot_checks)
+                    group = group_of[id(layer)]
+                    if static is None:
+                        t_il = torch.clamp(last, min=t_bias).to(dtype)
+                    else:
+                        t_il = torch.full((batch,), float(static[group]), dtype=dtype, device=x.device)
+                    t_il_rows.append(t_il)
+                    for branch, t_in in zip(layer.branches(), ins, strict=True):
+                        if branch.kind == "linear" and t_in.dim() != 2:
+                            raise SpikeInputError(
+                                f"Linear layer '{layer.name}' receives shape {tuple(t_in.shape)}; "
+                                "it needs batch x features (add nn.Flatten before it, or feed 2-D "
+                                "input)"
+                            )
+                    self._delays(delays, layer.name, source, starts, start)
+                    limit = None if layer.is_output else limits[index + 1]
+                    options: dict = {}
+                    if certify:
+                        options["certificates"] = certificates
+                    if stepped:
+                        reach = clocked.take_steps(start, t_il, max_steps, layer.name)
+                        options["budget"] = clocked.StepBudget(max_steps - reach, max_steps)
+                    t_in = ins[0] if len(ins) == 1 else ins
+                    fanout = fanouts[0] if len(ins) == 1 else fanouts
+                    out, ev = backend.run_synapse(layer, t_in, t_il, limit, fanout, dtype, **options)
+                    if (certify and not layer.is_output and spot_checks and len(ins) == 1
+                            and not certificates[-1].full_float64):  # fmt: skip
+                        # float32 arithmetic was certified here: check the bound held
+                        spot_check(layer, ins[0], out, limit, self._spot_generator(), spot_checks)
+                    start = start + t_il.to(torch.float64)
+                    if layer.is_output:
+                        events.append(ev)
+                        check_logits(out, layer.name)
+                        logits = out
+                        latency_steps = start
+                        break
+                    check_times(out, f"layer '{layer.name}'")
+                    if limit is not None:
+                        clipped[self._first_reader(index + 1)] += ev.clipped
                 events.append(ev)
-                synapse_index += 1
-                if layer.is_output:
-                    check_logits(out, layer.name)
-                    logits = out
-                    break
-                check_times(out, f"layer '{layer.name}'")
-                if static is not None:
-                    clipped.append(ev.clipped)
-                times = out
-                last_spike = times.flatten(1).amax(dim=1)
-                spike_times.append(times)
+                slot_times.append(out)
+                starts.append(start)
+                # A simplified max-pool keeps its producer's period: the next T_il covers
+                # the producer's last spike (the chain engine's rule, kept).
+                keep = isinstance(layer, SpikingMaxPool) and not isinstance(layer, SpikingLeakyMaxPool)
+                lasts.append(last if keep else out.flatten(1).amax(dim=1))
+                spike_times.append(out)
                 names.append(layer.name)
         except RuntimeError as exc:
             raise SpikeInputError(f"input shape {tuple(x.shape)} does not fit the SNN: {exc}") from exc
         assert logits is not None, "an SNN always ends with its output layer"
-        if static is None:
-            clipped = [0] * len(synapses)
         t_il_all = torch.stack(t_il_rows, dim=1).to(torch.int64)
-        latency = t_il_all.sum(dim=1)
+        latency = latency_steps.round().to(torch.int64)
         run_in = "certified" if certify else ("float32" if dtype == torch.float32 else "float64")
         extras: dict = {"precision": run_in}
         if certificates is not None:
             extras["certified"] = certificates
         if pool_periods:
-            pool_t_il = torch.stack(pool_periods, dim=1).to(torch.int64)
-            latency = latency + pool_t_il.sum(dim=1)
-            extras["maxpool_t_il"] = pool_t_il
+            extras["maxpool_t_il"] = torch.stack(pool_periods, dim=1).to(torch.int64)
+        if delays:
+            extras["delays"] = delays
         ops = SNNOps(samples=batch, latency_steps=int(latency.sum()), layers=events)
         # Every spike time is at most the latency: the smallest integer type that holds it.
         top = int(latency.max())
@@ -349,3 +443,19 @@ class SNN(nn.Module):
             synaptic_events=sum(int(ev.synaptic_adds) for ev in events),
             extras=extras,
         )
+
+
+def _check_sources(layers: nn.ModuleList, sources: list[tuple[int, ...]]) -> None:
+    """Every layer reads earlier slots, as many as it has inputs."""
+    if len(sources) != len(layers):
+        raise UnsupportedModelError(f"{len(sources)} sources for {len(layers)} layers")
+    for k, (layer, source) in enumerate(zip(layers, sources, strict=True)):
+        if not source or any(not 0 <= s <= k for s in source):
+            raise UnsupportedModelError(f"layer {k} reads slots {source}; only 0..{k} exist")
+        wanted = len(layer.branches()) if isinstance(layer, SpikingSynapse) else None
+        if wanted is not None and len(source) != wanted:
+            raise UnsupportedModelError(
+                f"layer '{layer.name}' has {wanted} branch(es) but reads {len(source)} slot(s)"
+            )
+        if isinstance(layer, (SpikeFlatten, SpikingMaxPool)) and len(source) != 1:
+            raise UnsupportedModelError(f"layer '{layer.name}' reads one slot, got {source}")
