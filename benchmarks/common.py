@@ -244,6 +244,15 @@ def default_specs(vgg_width: float = 0.25, vgg_depth: int = 11, alex_width: floa
             augment=True,
             activation_scales="auto",
         ),
+        "resnet20": NetSpec(
+            "resnet20_w1",
+            "resnet20_cifar",
+            {"width": 1.0},
+            "cifar10",
+            "ResNet-20 (CIFAR-10, 3x32x32, identity + projection shortcuts)",
+            lr=0.05,
+            augment=True,
+        ),
     }
 
 
@@ -256,7 +265,8 @@ def apply_run_dirs(specs: dict[str, NetSpec], run_dirs: list[str] | None) -> Non
     """
     from tdsnn.checkpoint import load_metadata
 
-    role_of = {"lenet5": "lenet5", "vgg_cifar": "vgg", "alexnet_cifar": "alexnet"}
+    role_of = {"lenet5": "lenet5", "vgg_cifar": "vgg", "alexnet_cifar": "alexnet",
+               "resnet20_cifar": "resnet20"}
     for run_dir in run_dirs or []:
         meta = load_metadata(Path(run_dir) / "dnn.safetensors")
         arch = meta.get("architecture") or meta.get("model")

@@ -1,6 +1,7 @@
 """Throughput (images/s) and peak memory of the DNN, the G-DNN and both SNN simulators.
 
-For LeNet-5 (MNIST), a VGG-style and an AlexNet-style CIFAR-10 network, at batch
+For LeNet-5 (MNIST), a VGG-style and an AlexNet-style CIFAR-10 network (and, with
+``--networks resnet20``, ResNet-20 with its residual sums), at batch
 sizes 1, 32 and 256: DNN forward (float32, normalised input), G-DNN forward
 (float32), SNN ``closed_form`` (certified, the default; plain float32; float64) and
 ``clocked`` (certified, the default), all with ``torch.no_grad`` and a fixed number
@@ -215,8 +216,8 @@ def report(results: dict) -> str:
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 256])
-    parser.add_argument("--networks", nargs="+", default=["lenet5", "vgg", "alexnet"],
-                        choices=["lenet5", "vgg", "alexnet"])
+    parser.add_argument("--networks", nargs="+", default=["lenet5", "vgg", "alexnet", "resnet20"],
+                        choices=["lenet5", "vgg", "alexnet", "resnet20"])
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip the per-configuration memory subprocesses")
 

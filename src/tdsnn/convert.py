@@ -118,20 +118,22 @@ def _graph_layers(prepared: GraphGDNN, maxpool: str) -> tuple[list[nn.Module], l
                 continue
             add(SpikingSynapse(module, prepared.L, name == output, name), (slot[inputs[0]],), name)
         elif isinstance(module, Sum):
-            parts = [branches.pop(b) if b in branches else (None, b) for b in inputs]
+            parts = [(*branches.pop(b), b) if b in branches else (None, b, b) for b in inputs]
             parts.sort(key=lambda part: part[0] is None)  # weighted branches first
             is_output = name == output
-            main = SpikingSynapse(parts[0][0], prepared.L, is_output, name)
-            biases = [m.bias for m, _ in parts if m is not None and m.bias is not None]
+            label = parts[0][2] if parts[0][0] is not None else name  # the main synapse's name
+            main = SpikingSynapse(parts[0][0], prepared.L, is_output, label)
+            biases = [m.bias for m, _, _ in parts if m is not None and m.bias is not None]
             if len(biases) > 1:  # one bias neuron for the group: the sum, exact in float64
                 main.dnn_bias = torch.stack([b.detach().double() for b in biases]).sum(dim=0)
             elif biases and main.dnn_bias is None:
                 main.dnn_bias = biases[0].detach().clone()
-            for k, (m, _) in enumerate(parts[1:], start=1):
-                branch = SpikingSynapse(m, prepared.L, is_output, f"{name}.branch{k}")
+            for m, _, branch_name in parts[1:]:
+                kind = branch_name if m is not None else f"identity from {branch_name}"
+                branch = SpikingSynapse(m, prepared.L, is_output, kind)
                 branch.dnn_bias = None
                 main.shortcuts.append(branch)
-            add(main, tuple(slot[source] for _, source in parts), name)
+            add(main, tuple(slot[source] for _, source, _ in parts), name)
         elif isinstance(module, nn.MaxPool2d):
             add(SpikingMaxPool(module, name), (slot[inputs[0]],), name)
         elif isinstance(module, nn.Flatten):

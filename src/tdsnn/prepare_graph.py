@@ -224,19 +224,24 @@ def _place_relus(graph: _Graph) -> None:
         readers = graph.consumers(name)
         if len(readers) == 1 and isinstance(graph.module[readers[0]], (nn.ReLU, Sum)):
             continue
-        if len(readers) > 1 and any(isinstance(graph.module[r], (nn.ReLU, Sum)) for r in readers):
+        weighted = isinstance(module, _WEIGHTED)
+        if weighted and any(isinstance(graph.module[r], (nn.ReLU, Sum)) for r in readers):
             raise UnsupportedModelError(
                 f"the output of {graph.what(name)} is read by several nodes "
                 f"({', '.join(graph.label[r] for r in readers)}); a synapse layer's "
                 "pre-activation can feed one ReLU or one sum only"
             )
-        if isinstance(module, _WEIGHTED):
+        if weighted:
             warnings.warn(
                 f"no ReLU after hidden layer '{graph.label[name]}': one is inserted, since the "
                 "SNN encodes only non-negative activations; fine-tune the prepared model",
                 stacklevel=4,
             )
+        # (average pooling of activations is >= 0: its ReLU changes nothing)
         graph.insert_after(name, f"{name}_relu", nn.ReLU(), readers)
+    for name in list(graph.order):  # ReLUs that now read a ReLU
+        if isinstance(graph.module[name], nn.ReLU) and graph.is_value(graph.inputs[name][0]):
+            graph.bypass(name, graph.inputs[name][0])
 
 
 def _check_structure(graph: _Graph) -> None:

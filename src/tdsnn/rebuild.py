@@ -119,7 +119,10 @@ _COMMON: dict[str, tuple[Callable[[Any], bool], str]] = {
 _GDNN: dict[str, tuple[Callable[[Any], bool], str]] = {
     "L": (_leak, "a leak constant in the range tdsnn.coding.check_leak accepts"),
     "input_scale": (_positive, "a finite number > 0"),
-    "activation_scales": (lambda v: _floats(v, _positive), "a list of finite numbers > 0"),
+    "activation_scales": (
+        lambda v: v == [] or _floats(v, _positive),
+        "a list of finite numbers > 0 (empty: none, as for graphs)",
+    ),
     "compensate": (lambda v: isinstance(v, bool), "true or false"),
     "coding": (lambda v: isinstance(v, str) and v in CODINGS, "'paper' or 'sparse'"),
 }
@@ -311,7 +314,7 @@ def prepare_from(dnn: nn.Module, meta: dict[str, Any]) -> GDNN:
             input_mean=mean,
             input_std=std,
             input_scale=meta["input_scale"],
-            activation_scales=meta["activation_scales"],
+            activation_scales=meta["activation_scales"] or None,
             compensate=meta.get("compensate", True),
             coding=meta.get("coding", "paper"),  # runs made before sparse coding: paper
         )

@@ -8,6 +8,7 @@ chain path of :func:`tdsnn.prepare` takes unchanged.
 
 from __future__ import annotations
 
+import copy
 import operator
 from dataclasses import dataclass
 
@@ -202,8 +203,13 @@ _MEAN_FUNCTIONS = {torch.mean}
 
 
 def _as_layer(module: nn.Module) -> nn.Module:
-    """The G-DNN's layer for a checked user module (global pooling gets its own class)."""
-    return GlobalAvgPool() if isinstance(module, nn.AdaptiveAvgPool2d) else module
+    """The G-DNN's layer for a checked user module (global pooling gets its own class;
+    a ReLU a fresh, not in-place one, so that a module used twice becomes two)."""
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        return GlobalAvgPool()
+    if isinstance(module, nn.ReLU):
+        return nn.ReLU()
+    return module
 
 
 def trace_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -284,6 +290,7 @@ def trace_graph(model: nn.Module) -> list[Node]:
             + SUPPORTED_TEXT
         ) from exc
     modules = dict(graph_module.named_modules())
+    used: dict[int, str] = {}  # module id -> the node that called it first
     nodes: list[Node] = []
     names: dict[fx.Node, str] = {}
     taken: set[str] = set()
@@ -315,6 +322,16 @@ def trace_graph(model: nn.Module) -> list[Node]:
             raise _refuse(f"node '{node.name}' takes an input that is not supported")
         label = str(node.target) if node.op == "call_module" else node.name
         made = _node_layers(node, modules)
+        if node.op == "call_module":
+            module = modules[node.target]
+            if id(module) in used and any(True for _ in module.parameters()):
+                raise _refuse(
+                    f"layer '{node.target}' is called twice (at '{used[id(module)]}' and "
+                    f"'{node.name}'): shared weights are not supported; use two layers"
+                )
+            used.setdefault(id(module), node.name)
+            if made[0] is module and id(module) in used and used[id(module)] != node.name:
+                made = [copy.deepcopy(module)]  # a stateless layer used again: its own copy
         source = tuple(names[a] for a in _ordered_inputs(node, inputs))
         for k, module in enumerate(made):
             last = k == len(made) - 1

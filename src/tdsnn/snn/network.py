@@ -112,6 +112,25 @@ class SNN(nn.Module):
             starts.append(start)
         return out
 
+    def populations(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """The graph of populations, in the order of ``SNNResult.spike_times``: per
+        population its name and the populations it reads, each with the connection kind
+        (``"synapse"``, ``"shortcut"`` for a group's other branches, ``"pool"``)."""
+        found: list[tuple[str, list[tuple[str, str]]]] = [("input", [])]
+        # per slot, the populations whose spikes it holds (pass-through layers join them)
+        holds: list[list[str]] = [["input"]]
+        for layer, source in zip(self.layers, self.sources, strict=True):
+            if isinstance(layer, (SpikeFlatten, SpikeConcat)):
+                holds.append([p for s in source for p in holds[s]])
+                continue
+            reads: list[tuple[str, str]] = []
+            for k, s in enumerate(source):
+                kind = "pool" if isinstance(layer, SpikingMaxPool) else "shortcut" if k else "synapse"
+                reads.extend((p, kind) for p in holds[s])
+            found.append((layer.name, reads))
+            holds.append([layer.name])
+        return found
+
     @staticmethod
     def _delays(
         found: dict[str, Tensor], name: str, source: tuple[int, ...], starts: list[Tensor],
@@ -329,6 +348,7 @@ class SNN(nn.Module):
         starts: list[Tensor] = [zero]
         lasts: list[Tensor] = [times.flatten(1).amax(dim=1)]
         spike_times = [times]
+        releases = [zero]  # per population: the absolute step of its frame's start
         names = ["input"]
         t_il_rows: list[Tensor] = []
         pool_periods: list[Tensor] = []
@@ -407,6 +427,7 @@ class SNN(nn.Module):
                 keep = isinstance(layer, SpikingMaxPool) and not isinstance(layer, SpikingLeakyMaxPool)
                 lasts.append(last if keep else out.flatten(1).amax(dim=1))
                 spike_times.append(out)
+                releases.append(start)
                 names.append(layer.name)
         except RuntimeError as exc:
             raise SpikeInputError(f"input shape {tuple(x.shape)} does not fit the SNN: {exc}") from exc
@@ -421,6 +442,7 @@ class SNN(nn.Module):
             extras["maxpool_t_il"] = torch.stack(pool_periods, dim=1).to(torch.int64)
         if delays:
             extras["delays"] = delays
+        extras["release"] = [r.round().to(torch.int64) for r in releases]
         ops = SNNOps(samples=batch, latency_steps=int(latency.sum()), layers=events)
         # Every spike time is at most the latency: the smallest integer type that holds it.
         top = int(latency.max())
