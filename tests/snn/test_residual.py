@@ -207,6 +207,20 @@ def test_random_residual_networks_paper_coding(chunk):
     tally.check(f"paper chunk {chunk}")
 
 
+@pytest.mark.parametrize("coding", ["paper", "sparse"])
+def test_float32_certified_groups_on_random_networks(coding, monkeypatch):
+    """The float32 path of groups with shortcuts (normally taken by large layers only),
+    forced on every group: the same spike times as the reference."""
+    from tdsnn.snn import certified, junction
+
+    monkeypatch.setattr(junction, "SMALL_LAYER_MACS", 0)
+    monkeypatch.setattr(certified, "SMALL_LAYER_MACS", 0)
+    tally = Tally()
+    for seed in range(0, N_NETWORKS, 4):
+        _run_modes(G.random_case(seed), coding, tally, modes=[("closed_form", "certified")])
+    tally.check(f"float32 groups {coding}")
+
+
 @pytest.mark.parametrize("chunk", range(SPARSE_CHUNKS))
 def test_random_residual_networks_sparse_coding(chunk):
     tally = Tally()

@@ -47,7 +47,7 @@ def run_synapse(
         events.own_leaks = events.inhibit_steps * events.neurons
         return A, events
     if certify and len(t_ins) > 1:
-        t_out, report = junction_spike_times(layer, t_ins)
+        t_out, report = junction_spike_times(layer, t_ins, float(t_il.max()))
         certificates.append(report)
     elif certify:
         t_out, report = certified_spike_times(layer, t_ins[0], float(t_il.max()))

@@ -17,7 +17,23 @@ import torch
 from torch import Tensor
 
 from ..coding import spike_value
-from .certified import U64, Certification, ReceptiveFields, _weights, apply, near_boundaries
+from .certified import (
+    FULL_FLOAT64_SHARE,
+    REPAIR_CHUNK,
+    SMALL_LAYER_MACS,
+    U32,
+    U64,
+    Certification,
+    ReceptiveFields,
+    _coarse_test,
+    _macs,
+    _patch_norm,
+    _settled,
+    _times64,
+    _weights,
+    apply,
+    near_boundaries,
+)
 from .exact import exact_spike_times
 from .layers import SpikingSynapse
 
@@ -63,7 +79,7 @@ def junction_found(
     )  # fmt: skip
 
 
-def junction_spike_times(layer: SpikingSynapse, t_ins: list[Tensor]) -> tuple[Tensor, Certification]:
+def junction_float64_times(layer: SpikingSynapse, t_ins: list[Tensor]) -> tuple[Tensor, Certification]:
     """Certified ``T(ReLU(A))`` of a hidden group, computed in float64 (float32 values)."""
     A = group_affine(layer, t_ins, torch.float64)
     found = junction_found(layer, A, t_ins)
@@ -71,21 +87,117 @@ def junction_spike_times(layer: SpikingSynapse, t_ins: list[Tensor]) -> tuple[Te
     return apply(found).float(), found.report
 
 
+def junction_spike_times(
+    layer: SpikingSynapse, t_ins: list[Tensor], t_max: float
+) -> tuple[Tensor, Certification]:
+    """Certified ``T(ReLU(A))`` of a hidden group in float32, as the chain layers do.
+
+    ``A`` is summed in float32 over every branch; its error is at most ``gamma_n (sum_b
+    |W_b| G_b + |b|)`` with ``n`` the group's fan-in plus its branches, each branch's
+    ``|W_b| G_b`` bounded per position by Cauchy-Schwarz (an identity's by the largest
+    ``G`` there).  The flagged neurons are summed again in float64 from their joined
+    receptive fields (float64 ``G``), and those float64 cannot decide get the exact test.
+    Small groups, or a bound too wide to help, run in float64.
+    """
+    n = group_fan_in(layer) + len(t_ins) + 2
+    macs = sum(_macs(b, t) for b, t in zip(layer.branches(), t_ins, strict=True) if b.kind == "conv")
+    if n * U32 >= 0.01 or macs < SMALL_LAYER_MACS or any(b.kind not in ("conv", "identity")
+                                                          for b in layer.branches()):
+        return junction_float64_times(layer, t_ins)
+    L = layer.L
+    g = [spike_value(t, L, torch.float32) for t in t_ins]
+    A = layer.affine(g[0])
+    for branch, gb in zip(layer.shortcuts, g[1:], strict=True):
+        A.add_(branch.affine(gb))
+    g_error = (2.0 * t_max / L + 4.0) * U32
+    gamma = 1.01 * n * U32 / (1.0 - n * U32) + g_error + 4.0 * n * U64
+    gamma *= 1.0 + 2.0 * gamma
+    size = _branch_sizes(layer, g)
+    slack = g_error + 8.0 * U32
+    delta = size.mul_(gamma + 2.0 * slack).add_(2.0 * slack)
+    t, flat = _coarse_test(A, delta, L)
+    report = Certification(int(t.numel()), int(flat.shape[0]), 0, 0, False)
+    if flat.shape[0] > FULL_FLOAT64_SHARE * t.numel():
+        return junction_float64_times(layer, t_ins)
+    if flat.shape[0] == 0:
+        return t, report
+    where = torch.stack(torch.unravel_index(flat, t.shape), dim=1)
+    report.gathered = int(where.shape[0])
+    times = torch.empty(where.shape[0], dtype=torch.float64, device=A.device)
+    per_chunk = max(1, REPAIR_CHUNK // max(n, 1))
+    fields = JoinedFields(layer, t_ins, where)
+    for start in range(0, where.shape[0], per_chunk):
+        chunk = where[start : start + per_chunk]
+        weights, values, bias = fields.at(slice(start, start + per_chunk), where)
+        a = (weights * values).sum(dim=1) + bias
+        bound = ((weights.abs() * values).sum(dim=1) + bias.abs()) * (2.02 * n * U64)
+        open_ = (~_settled(a, bound, L)).nonzero().squeeze(1)
+        part = _times64(a, L)
+        if open_.shape[0]:
+            report.recomputed += int(open_.shape[0])
+            part[open_] = exact_spike_times(weights[open_], values[open_], bias[open_], L)
+        times[start : start + len(chunk)] = part
+    t[tuple(where.t())] = times.to(t.dtype)
+    return t, report
+
+
+def _branch_sizes(layer: SpikingSynapse, g: list[Tensor]) -> Tensor:
+    """Per position, a bound of ``sum_b |W_b| G_b + |b|`` valid for every channel there."""
+    total: Tensor | None = None
+    for branch, gb in zip(layer.branches(), g, strict=True):
+        if branch.kind == "identity":
+            size = gb.amax(dim=1, keepdim=True)
+        else:
+            norm = _weights(branch, gb.device)["norm"]
+            size = _patch_norm(branch, gb).mul_(float(norm.max()))
+        total = size if total is None else total + size
+    assert total is not None
+    if layer.dnn_bias is not None:
+        total = total + float(layer.dnn_bias.double().abs().max()) * (1.0 + 1e-6)
+    return total
+
+
+class JoinedFields:
+    """Float64 weights, ``G`` values and bias of chosen neurons of a group: every branch's
+    receptive field joined (padding is silence, ``G = 0``).  The tables are built once, on
+    the samples ``where`` holds."""
+
+    def __init__(self, layer: SpikingSynapse, t_ins: list[Tensor], where: Tensor) -> None:
+        self.layer, self.t_ins = layer, t_ins
+        self.samples, self.local = torch.unique(where[:, 0], return_inverse=True)
+        self.fields = [
+            None if b.kind == "identity"
+            else ReceptiveFields(b, t.index_select(0, self.samples), fill=-math.inf)
+            for b, t in zip(layer.branches(), t_ins, strict=True)
+        ]  # fmt: skip
+
+    def at(self, rows: slice, where: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``where[rows]``'s weights, values and bias (``where`` as given to the init)."""
+        layer, chosen = self.layer, where[rows]
+        local = torch.cat([self.local[rows, None], chosen[:, 1:]], dim=1)
+        weights, values = [], []
+        for branch, t_in, fields in zip(layer.branches(), self.t_ins, self.fields, strict=True):
+            if fields is None:
+                values.append(spike_value(t_in[tuple(chosen.t())], layer.L, torch.float64)[:, None])
+                weights.append(torch.ones_like(values[-1]))
+                continue
+            rows64 = _weights(branch, t_in.device)["rows64"]
+            values.append(spike_value(fields.at(local), layer.L, torch.float64))
+            weights.append(rows64.index_select(0, chosen[:, 1])[:, :-1])
+        if layer.dnn_bias is None:
+            bias = torch.zeros(chosen.shape[0], dtype=torch.float64, device=chosen.device)
+        else:
+            bias = layer.dnn_bias.double().to(chosen.device)[chosen[:, 1]]
+        return torch.cat(weights, dim=1), torch.cat(values, dim=1), bias
+
+
+def joined_fields(
+    layer: SpikingSynapse, t_ins: list[Tensor], where: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:class:`JoinedFields` of the neurons at ``where``, all at once."""
+    return JoinedFields(layer, t_ins, where).at(slice(None), where)
+
+
 def junction_exact(layer: SpikingSynapse, t_ins: list[Tensor], where: Tensor) -> Tensor:
     """The exact test on the neurons at ``where``: every branch's receptive field joined."""
-    weights, values = [], []
-    for branch, t_in in zip(layer.branches(), t_ins, strict=True):
-        if branch.kind == "identity":
-            at = tuple(where.t())
-            values.append(spike_value(t_in[at], layer.L, torch.float64)[:, None])
-            weights.append(torch.ones_like(values[-1]))
-            continue
-        rows = _weights(branch, t_in.device)["rows64"]
-        fields = ReceptiveFields(branch, t_in, fill=-math.inf)
-        values.append(spike_value(fields.at(where), layer.L, torch.float64))
-        weights.append(rows.index_select(0, where[:, 1])[:, :-1])
-    if layer.dnn_bias is None:
-        bias = torch.zeros(where.shape[0], dtype=torch.float64, device=where.device)
-    else:
-        bias = layer.dnn_bias.double().to(where.device)[where[:, 1]]
-    return exact_spike_times(torch.cat(weights, dim=1), torch.cat(values, dim=1), bias, layer.L)
+    return exact_spike_times(*joined_fields(layer, t_ins, where), layer.L)
