@@ -727,7 +727,7 @@ def train_configs(args) -> dict[str, TrainConfig]:
 
     The VGG network is the CIFAR network of the peer comparison: it gets
     ``--train-epochs`` (default 2) epochs; LeNet-5 one epoch; the AlexNet-style network
-    only serves the throughput table, so one pass over 20,000 images.  ``--quick``
+    and ResNet-20 only serve the throughput table, so one pass over 20,000 images.  ``--quick``
     trains on small subsets (10k / 5k / 5k images).
     """
     quick = args.quick and args.train_epochs is None
@@ -736,6 +736,8 @@ def train_configs(args) -> dict[str, TrainConfig]:
         "lenet5": TrainConfig(epochs=1.0, limit=10_000 if quick else None),
         "vgg": TrainConfig(epochs=vgg_epochs, limit=5_000 if quick else None),
         "alexnet": TrainConfig(epochs=1.0, limit=5_000 if quick else 20_000),
+        # ResNet-20 only serves the throughput table, like the AlexNet-style network
+        "resnet20": TrainConfig(epochs=1.0, limit=5_000 if quick else 20_000),
     }
 
 

@@ -1,13 +1,17 @@
-"""Regenerate the sparse-coding table of docs/results.md from its committed artefacts.
+"""Regenerate the sparse-coding and ResNet tables of docs/results.md from their
+committed artefacts.
 
-    python benchmarks/results_tables.py            # rewrite the table between the markers
+    python benchmarks/results_tables.py            # rewrite the tables between the markers
     python benchmarks/results_tables.py --check    # exit 1 if the document differs
 
 Artefacts: ``docs/results/sparse_lenet/evaluation.json`` (the ``tdsnn run`` in sparse
 coding; its ``report.json`` beside it) and ``docs/performance/sparsity_tradeoff.json``
 (``benchmarks/sparsity_tradeoff.py``: the paper coding and sparse coding at several
 LAMBDA from one DNN).  tests/test_results_doc.py keeps the document and the artefacts
-in step.
+in step.  ResNet-20: ``docs/results/resnet20/`` (``benchmarks/resnet20_cifar.sh``:
+``evaluation.json`` closed_form on every test image, ``evaluation_clocked.json`` the
+clocked simulator on the first images, ``evaluation_static.json`` static T_il, and the
+run's ``report.json``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ DOC = ROOT / "docs" / "results.md"
 RUN = ROOT / "docs" / "results" / "sparse_lenet" / "evaluation.json"
 TRADEOFF = ROOT / "docs" / "performance" / "sparsity_tradeoff.json"
 BEGIN, END = "<!-- sparse:begin -->", "<!-- sparse:end -->"
+RESNET = ROOT / "docs" / "results" / "resnet20"
+RESNET_MARKS = ("<!-- resnet:begin -->", "<!-- resnet:end -->")
 PAPER_TABLE2 = {"snn_err": 0.92, "dnn_mult": 2239e3, "dnn_add": 2235e3}  # Zhang et al. 2019
 
 
@@ -60,9 +66,47 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def doc_table(text: str) -> str:
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+def _agreement(run: dict) -> str:
+    n = run["samples"]
+    return ", ".join(f"{b} {round(v * n):,} / {n:,}" for b, v in run["agreement"].items())
+
+
+def resnet_table() -> str:
+    """ResNet-20 on CIFAR-10: the dynamic run (closed_form and clocked) and static T_il."""
+    runs = [("dynamic T_il", json.loads((RESNET / "evaluation.json").read_text())),
+            ("dynamic T_il", json.loads((RESNET / "evaluation_clocked.json").read_text())),
+            ("static T_il (1,000 calibration images)",
+             json.loads((RESNET / "evaluation_static.json").read_text()))]  # fmt: skip
+    lines = [
+        "| setting | images | DNN acc. % | G-DNN acc. % | SNN acc. % | agreement with the G-DNN | "
+        "latency (steps) | clipped spikes | DNN MACs | synaptic events / image | "
+        "DNN/SNN ops (presentation, own, hardware) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for setting, run in runs:
+        acc = run["accuracy"]
+        snn = "; ".join(f"{b} {100 * v['top1']:.2f}" for b, v in acc["snn"].items())
+        lat = run["latency"]
+        ratios = run["ops"]["ratios"]
+        ops = ", ".join(f"{ratios[c]['total_ratio']:.2f}x" for c in ("presentation", "own", "hardware"))
+        lines.append(
+            f"| {setting} | {run['samples']:,} | {100 * acc['dnn']['top1']:.2f} | "
+            f"{100 * acc['gdnn']['top1']:.2f} | {snn} | {_agreement(run)} | "
+            f"{lat['mean']:.1f} ({lat['min']}-{lat['max']}) | {sum(run['clipped']):,} | "
+            f"{run['dnn_macs_per_image'] / 1e6:.2f} M | "
+            f"{run['synaptic_events_per_image'] / 1e6:.2f} M | {ops} |"
+        )
+    return "\n".join(lines)
+
+
+def doc_table(text: str, marks: tuple[str, str] = (BEGIN, END)) -> str:
+    start, end = text.index(marks[0]) + len(marks[0]), text.index(marks[1])
     return text[start:end].strip()
+
+
+def _replace(text: str, marks: tuple[str, str], body: str) -> str:
+    start, end = text.index(marks[0]) + len(marks[0]), text.index(marks[1])
+    return text[:start] + "\n" + body + "\n" + text[end:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,14 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only compare, write nothing")
     args = parser.parse_args(argv)
     text = DOC.read_text()
-    want = table()
+    tables = {(BEGIN, END): table(), RESNET_MARKS: resnet_table()}
     if args.check:
-        same = doc_table(text) == want
+        same = all(doc_table(text, marks) == want for marks, want in tables.items())
         print("docs/results.md is up to date" if same else "docs/results.md differs")
         return 0 if same else 1
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    DOC.write_text(text[:start] + "\n" + want + "\n" + text[end:])
-    print(want)
+    for marks, want in tables.items():
+        text = _replace(text, marks, want)
+        print(want)
+    DOC.write_text(text)
     return 0
 
 

@@ -53,7 +53,7 @@ def prepare_models(args, specs) -> dict:
     if "scaling" in args.sections:
         roles.add("vgg")
     prepared = {}
-    for role in ("lenet5", "vgg", "alexnet"):
+    for role in ("lenet5", "vgg", "alexnet", "resnet20"):
         if role not in roles:
             continue
         spec, cfg = specs[role], cfgs[role]

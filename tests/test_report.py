@@ -230,3 +230,47 @@ def test_synapse_names_from_the_evaluation_schema():
 
     evaluation = {"t_il_mean": [9.0, 8.8, 10.9], "layer_names": ["conv1", "fc2", "fc3"]}
     assert synapse_layer_names(evaluation) == ["conv1", "fc2", "fc3"]
+
+
+def test_paper_comparison_says_what_is_compared(tmp_path):
+    from tdsnn.report import paper_comparison
+
+    md = render_markdown(make_evaluation())
+    assert "| paper comparison | Lenet [MNIST] (Zhang" in md
+    assert "paper err. (%), Table 1 (L = 5)" in md
+    assert "Compared: our DNN, G-DNN and SNN errors on 10,000 test images of mnist with the paper's Table 1" in md
+    assert "This run is at L" not in md
+    md3 = render_markdown(make_evaluation(L=3.0))
+    assert "This run is at L = 3, the paper's SNN column at L = 5." in md3
+    assert "The paper's SNN figures are at L = 5, this run at L = 3." in md3
+    ref, note = paper_comparison(make_evaluation(model="resnet20_cifar", dataset="cifar10"))
+    assert ref is None and note.startswith("none for this model/dataset") and "LeNet-5 on MNIST" in note
+    data = json.loads(write_report(tmp_path, make_evaluation())[1].read_text())
+    assert data["paper_comparison"]["applies"] is True and data["paper_comparison"]["reference"] == "Lenet [MNIST]"
+
+
+def test_sparse_coding_is_not_compared_with_the_paper(tmp_path):
+    from tdsnn.plots import _sweep_reference
+
+    evaluation = make_evaluation()
+    evaluation["coding"] = "sparse"
+    paths = write_report(tmp_path, evaluation)
+    md = paths[0].read_text()
+    for shown_as_if_it_applied in ("paper err.", "paper, Table 2", "previous SNN", "Paper values", "2239k",
+                                   "Paper note"):  # fmt: skip
+        assert shown_as_if_it_applied not in md
+    assert "| paper comparison | Not compared: the paper's Table 1 and Table 2 figures for Lenet [MNIST]" in md
+    assert md.count("this run uses sparse coding (zeros silent)") == 3  # settings, Table 1, Table 2
+    data = json.loads(paths[1].read_text())
+    assert data["paper"] is None
+    assert data["paper_comparison"]["applies"] is False
+    assert data["paper_comparison"]["reference"] == "Lenet [MNIST]"
+    text = format_evaluation_table(evaluation)
+    assert "paper err" not in text and "2239k" not in text and "paper comparison: Not compared" in text
+    sweep = make_sweep()
+    assert _sweep_reference(sweep) is not None
+    for e in sweep:
+        e["coding"] = "sparse"
+    assert _sweep_reference(sweep) is None
+    md = render_markdown(sweep[-1], sweep)
+    assert "Paper, Figure 4" not in md and "98.47" not in md

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,11 +33,11 @@ from tqdm.auto import tqdm
 from .data import ImageDataset, to_float
 from .distributed import all_reduce, context, make_eval_loader
 from .ops import CONVENTIONS, EnergyModel, LayerOps, OpCounts, SNNOps, compare_ops, count_dnn_ops
-from .snn.layers import SpikingMaxPool, SpikingSynapse
+from .snn.layers import SpikeConcat, SpikeFlatten, SpikingMaxPool, SpikingSynapse
 from .snn.network import SNN
 from .snn.result import SNNResult
 
-__all__ = ["InputSpec", "evaluate", "format_table"]
+__all__ = ["InputSpec", "describe_graph", "evaluate", "format_table", "graph_line", "graph_summary"]
 
 BACKENDS = ("closed_form", "clocked")
 
@@ -151,10 +152,15 @@ def _prime(tally: _Tally, snn: SNN, backends: Sequence[str]) -> list[str]:
         keys += [f"t_il.{i}", f"clipped.{i}"]
     keys += [f"ops.{c}.{k}" for c in CONVENTIONS for k in ("mul", "add")]
     keys += ["synaptic_events"]
+    delays = _delay_keys(snn)
+    keys += delays
     for key in keys:
         tally.add(key, 0)
     tally.low("latency.min", float("inf"))
     tally.high("latency.max", float("-inf"))
+    for key in delays:
+        tally.low(key, float("inf"))
+        tally.high(key, float("-inf"))
     tally.high("neurons", float("-inf"))  # spiking neurons per sample (a constant)
     return names
 
@@ -181,6 +187,93 @@ def _record_snn(tally: _Tally, result: SNNResult) -> None:
         tally.add(f"clipped.{i}", count)
     tally.add("synaptic_events", int(result.synaptic_events))
     tally.high("neurons", sum(int(t[0].numel()) for t in result.spike_times if t.shape[0]))
+    for name, delays in (result.extras.get("delays") or {}).items():
+        for j, column in enumerate(delays.to(torch.int64).unbind(dim=1)):
+            key = f"delay.{name}.{j}"
+            tally.add(key, int(column.sum()))
+            tally.low(key, int(column.min()))
+            tally.high(key, int(column.max()))
+
+
+def _delay_keys(snn: SNN) -> list[str]:
+    """The tally keys of the delays: one per branch of every layer that joins frames."""
+    return [
+        f"delay.{layer.name}.{j}"
+        for layer, source in zip(snn.layers, snn.sources, strict=True)
+        if len(source) > 1
+        for j in range(len(source))
+    ]
+
+
+def describe_graph(snn: SNN) -> dict[str, Any]:
+    """The SNN's graph as a JSON-able dict (the ``"graph"`` entry of :func:`evaluate`).
+
+    ``{"is_chain", "populations": [{"name", "reads": [[source, kind], ...]}, ...]`` (from
+    :meth:`SNN.populations`: the input first, the output group last; kind ``"synapse"``,
+    ``"shortcut"`` or ``"pool"``), ``"shortcuts": [{"into", "from", "branch", "kind",
+    "synapse", "name"}, ...]`` (every branch of a neuron group but its first: ``into`` the
+    receiving population, ``from`` the populations it reads, ``branch`` its index among
+    the group's branches (the index of ``SNNResult.extras["delays"][into]``), ``kind``
+    ``"identity"`` (weight 1) or ``"projection"`` (a conv or linear synapse, named in
+    ``synapse``), ``name`` the branch's own name) and ``"joins": [{"name", "from"}]``
+    (channel concatenations, which align frames with delays too)}``.
+    """
+    holds: list[list[str]] = [["input"]]
+    shortcuts: list[dict[str, Any]] = []
+    joins: list[dict[str, Any]] = []
+    for layer, source in zip(snn.layers, snn.sources, strict=True):
+        if isinstance(layer, (SpikeFlatten, SpikeConcat)):
+            holds.append([p for s in source for p in holds[s]])
+            if isinstance(layer, SpikeConcat):
+                joins.append({"name": layer.name, "from": list(holds[-1])})
+            continue
+        if isinstance(layer, SpikingSynapse):
+            for j, (branch, slot) in enumerate(zip(layer.branches(), source, strict=True)):
+                if j == 0:
+                    continue
+                shortcuts.append({
+                    "into": layer.name,
+                    "from": list(holds[slot]),
+                    "branch": j,
+                    "kind": "identity" if branch.kind == "identity" else "projection",
+                    "synapse": branch.kind,
+                    "name": branch.name,
+                })  # fmt: skip
+        holds.append([layer.name])
+    return {
+        "is_chain": bool(snn.is_chain),
+        "populations": [
+            {"name": name, "reads": [[p, kind] for p, kind in reads]}
+            for name, reads in snn.populations()
+        ],
+        "shortcuts": shortcuts,
+        "joins": joins,
+    }
+
+
+def _graph_summary(tally: _Tally, snn: SNN, n: float) -> dict[str, Any]:
+    """:func:`describe_graph` with the delay of every shortcut and join over the samples
+    (``{"min", "max", "mean"}`` steps; constants with static T_il)."""
+    graph = describe_graph(snn)
+    s = tally.sums
+
+    def delay(name: str, j: int) -> dict[str, float] | None:
+        key = f"delay.{name}.{j}"
+        if key not in s or not math.isfinite(tally.mins.get(key, math.inf)):
+            return None
+        return {"min": int(tally.mins[key]), "max": int(tally.maxs[key]), "mean": s[key] / n}
+
+    fixed = snn.connection_delays() if snn.static_t_il is not None else {}
+    for shortcut in graph["shortcuts"]:
+        shortcut["delay"] = delay(shortcut["into"], shortcut["branch"])
+        constant = fixed.get(shortcut["into"])
+        if constant is not None and shortcut["branch"] < len(constant):
+            value = int(constant[shortcut["branch"]])  # static T_il: one constant
+            shortcut["delay"] = {"min": value, "max": value, "mean": float(value)}
+    for join in graph["joins"]:
+        width = sum(1 for k in s if k.startswith(f"delay.{join['name']}."))
+        join["delays"] = [delay(join["name"], j) for j in range(width)]
+    return graph
 
 
 def _op_counts(tally: _Tally, ops: SNNOps | None) -> None:
@@ -247,7 +340,10 @@ def evaluate(
     "synaptic_events_per_image" (every emitted spike times its fan-out, the bias
     neurons' included: :attr:`SNNResult.synaptic_events` / samples),
     "dnn_macs_per_image" (the DNN's multiply-accumulates, the multiplications of
-    :func:`tdsnn.count_dnn_ops`) and "events_per_mac" (their ratio)}``.  The SNN figures
+    :func:`tdsnn.count_dnn_ops`), "events_per_mac" (their ratio) and, for a graph SNN
+    only (a residual network; a chain has no such key), "graph" (the populations and
+    shortcut connections, :func:`describe_graph`, each shortcut with its delay in steps
+    over the samples, ``{"min", "max", "mean"}``)}``.  The SNN figures
     come from the first backend (both give the same spikes).  ``energy_pj`` follows the
     counted events: its additions are the synaptic events and ticks of
     :meth:`SNNOps.counts`, so silent neurons cost nothing there either.  With several processes each rank
@@ -400,6 +496,7 @@ def _summarise(
         },
         "clipped": [int(s[f"clipped.{i}"]) for i in range(len(synapse_names))],
         "t_il_mode": snn.t_il_mode,
+        **({} if snn.is_chain else {"graph": _graph_summary(tally, snn, n_float)}),
         "timing_s": {
             "dnn": s["time.dnn"],
             "gdnn": s["time.gdnn"],
@@ -462,4 +559,82 @@ def format_table(evaluation: dict[str, Any]) -> str:
     )
     if any(evaluation["clipped"]):
         lines.append(f"clipped spikes (static T_il): {evaluation['clipped']}")
+    graph = graph_line(evaluation)
+    if graph:
+        lines.append(graph)
     return "\n".join(lines)
+
+
+
+# ------------------------------------------------------------------- the graph, in words
+
+
+def _real(value: Any) -> float | None:
+    """``value`` as a finite float, or None (missing, not a number, a bool)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _whole(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else x
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def graph_summary(evaluation: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation's network graph in numbers, or None when it has no ``"graph"``
+    (evaluations of chains have none: :func:`evaluate` adds it for graph SNNs only).
+
+    ``{"is_chain", "populations" (count, the input and the output group included),
+    "shortcuts", "identity", "projection", "concatenations", "delay_min", "delay_max"
+    (over every shortcut and sample; None without delays), "delays" ("fixed" with static
+    T_il, "per sample" with dynamic; None without shortcuts or concatenations)}``.
+    """
+    graph = evaluation.get("graph")
+    if not isinstance(graph, dict):
+        return None
+    shortcuts = [c for c in graph.get("shortcuts") or [] if isinstance(c, dict)]
+    kinds = [c.get("kind") for c in shortcuts]
+    delays = [c["delay"] for c in shortcuts if isinstance(c.get("delay"), dict)]
+    lows = [x for x in (_real(d.get("min")) for d in delays) if x is not None]
+    highs = [x for x in (_real(d.get("max")) for d in delays) if x is not None]
+    return {
+        "is_chain": bool(graph.get("is_chain", not shortcuts)),
+        "populations": len(graph.get("populations") or []),
+        "shortcuts": len(shortcuts),
+        "identity": kinds.count("identity"),
+        "projection": kinds.count("projection"),
+        "concatenations": len(graph.get("joins") or []),
+        "delay_min": _whole(min(lows)) if lows else None,
+        "delay_max": _whole(max(highs)) if highs else None,
+        "delays": None if not shortcuts and not graph.get("joins") else (
+            "fixed" if evaluation.get("t_il_mode") == "static" else "per sample"),
+    }  # fmt: skip
+
+
+def graph_line(evaluation: dict[str, Any]) -> str | None:
+    """One line on a graph SNN (populations, shortcuts, their delays); None for a chain
+    or an evaluation without a ``"graph"`` entry."""
+    g = graph_summary(evaluation)
+    if g is None or g["is_chain"]:
+        return None
+    text = (
+        f"graph SNN: {g['populations']} populations (input and output group included), "
+        f"{_plural(g['shortcuts'], 'shortcut connection')} ({g['identity']} identity, "
+        f"{g['projection']} projection)"
+    )
+    if g["concatenations"]:
+        text += f", {_plural(g['concatenations'], 'concatenation')}"
+    if g["delay_min"] is not None:
+        low, high = g["delay_min"], g["delay_max"]
+        span = f"{low}" if low == high else f"{low}\u2013{high}"
+        text += (f"; shortcut delays fixed, {span} steps (static T_il)" if g["delays"] == "fixed"
+                 else f"; shortcut delays {span} steps, per sample (dynamic T_il)")
+    return text

@@ -19,7 +19,7 @@ import torch
 
 from .data import ImageDataset, load_dataset
 from .distributed import barrier, context
-from .evaluation import BACKENDS
+from .evaluation import BACKENDS, describe_graph
 from .pipeline import (
     DEFAULTS,
     check_sparsity_options,
@@ -44,7 +44,7 @@ from .runfolder import (
 )
 from .stages import float_images, writes_run
 
-__all__ = ["inspect_run", "report_run", "run_all", "sweep", "sweep_dir"]
+__all__ = ["inspect_run", "population_lines", "report_run", "run_all", "sweep", "sweep_dir"]
 
 
 # -------------------------------------------------------------------- sweep and report
@@ -195,11 +195,15 @@ def inspect_run(
     backend: str = "clocked",
     out_dir: str | os.PathLike[str] | None = None,
     model_spec: ModelSource = None,
+    log: Callable[[str], None] | None = print,
 ) -> list[Path]:
     """Simulate test sample ``index`` with the run's SNN and plot it (``tdsnn.plots``).
 
     The SNN runs on that one sample only (its result holds it at position 0); the
-    files are named after ``index``.
+    files are named after ``index``.  ``log`` (None: quiet) gets a table of the
+    populations: what each reads (shortcuts with their kind and delay), its release and
+    ``T_il`` for this sample.  The result handed to the plots carries the SNN's graph
+    and coding in ``extras["graph"]`` and ``extras["coding"]``.
     """
     run = check_run_dir(run_dir)
     snn, meta = load_snn(run, L, model_spec)
@@ -220,7 +224,12 @@ def inspect_run(
         image=test.images[index],
         input_scale=float(meta["input_scale"]),
         L=float(meta["L"]),
+        graph=describe_graph(snn),
+        coding=snn.coding,
     )
+    if log is not None:
+        for line in population_lines(result, 0):
+            log(line)
     try:
         from .plots import inspect_sample
     except ImportError as exc:
@@ -229,6 +238,68 @@ def inspect_run(
     with tempfile.TemporaryDirectory(dir=target, prefix=".inspect-") as scratch:
         written = inspect_sample(result, 0, Path(scratch))
         return [_renumber(Path(path), index, target) for path in written]
+
+
+def population_lines(result: Any, index: int = 0) -> list[str]:
+    """A table of one sample's populations (``result.extras["graph"]`` from
+    :func:`tdsnn.evaluation.describe_graph`): per population its neurons, release (global
+    step of its frame's start), the ``T_il`` of its group and what it reads."""
+    graph = result.extras["graph"]
+    pops = graph["populations"]
+    releases = result.extras.get("release") or []
+    t_il = [int(t) for t in result.t_il[index].tolist()]
+    latency = int(result.latency[index])
+    neurons = {name: int(t[index].numel()) for name, t in zip(result.layer_names, result.spike_times, strict=True)}
+    release = {name: int(r[index]) for name, r in zip(result.layer_names, releases, strict=False)}
+    delays = result.extras.get("delays") or {}
+    shortcut_of = {}
+    for c in graph["shortcuts"]:
+        d = delays.get(c["into"])
+        delay = int(d[index, c["branch"]]) if d is not None and c["branch"] < d.shape[1] else None
+        for src in c["from"]:
+            shortcut_of[(c["into"], src)] = (c["kind"], delay)
+    shortcuts = len(graph["shortcuts"])
+    if graph["is_chain"]:
+        head = f"SNN: a chain of {len(pops)} populations (input and output group included)"
+    else:
+        head = (f"SNN: a graph of {len(pops)} populations (input and output group included), "
+                f"{shortcuts} shortcut connection{'s' if shortcuts != 1 else ''}")
+    label = result.extras.get("label")
+    sample = result.extras.get("sample_index", index)
+    head += f"; test sample {sample}" + (f" (label {label})" if label is not None else "")
+    head += f", predicted {int(result.predictions[index])}, read-out at step {latency}"
+    group = 0
+    rows = []
+    for k, pop in enumerate(pops):
+        name = pop["name"]
+        reads = []
+        for src, kind in pop["reads"]:
+            if kind == "shortcut":
+                how, delay = shortcut_of.get((name, src), ("?", None))
+                reads.append(f"{src} (shortcut, {how}" + (f", delay {delay})" if delay is not None else ")"))
+            else:
+                reads.append(src if kind == "synapse" else f"{src} ({kind})")
+        is_group = k > 0 and not any(kind == "pool" for _, kind in pop["reads"])
+        period = "-"
+        if is_group and group < len(t_il):
+            period = str(t_il[group])
+            group += 1
+        output = k == len(pops) - 1
+        rows.append([
+            str(k), name + (" (output)" if output else ""),
+            f"{neurons.get(name, result.logits.shape[1] if output else 0):,}",
+            str(latency) if output else str(release.get(name, "-")), period,
+            ", ".join(reads) or "-",
+        ])  # fmt: skip
+    headers = ["#", "population", "neurons", "release", "T_il", "reads"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    right = {2, 3, 4}
+
+    def fmt(row: list[str]) -> str:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        return "  " + "  ".join(cells).rstrip()
+
+    return [head, fmt(headers), *(fmt(r) for r in rows)]
 
 
 def _renumber(path: Path, index: int, target: Path) -> Path:
@@ -327,7 +398,8 @@ def run_all(
         _optional(lambda: report_run(out), "report", log)
         if inspect_index is not None:
             _optional(
-                lambda: inspect_run(out, inspect_index, L=L, model_spec=spec), "inspect", log
+                lambda: inspect_run(out, inspect_index, L=L, model_spec=spec, log=None),
+                "inspect", log,
             )
     stages["report"] = time.perf_counter() - tick
     stages["total"] = time.perf_counter() - start

@@ -19,13 +19,39 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .ops import CONVENTIONS, EnergyModel
-from .paper import PAPER, PaperReference, paper_reference
+from .evaluation import graph_line, graph_summary
+from .files import atomic_write
+from .ops import EnergyModel
+from .paper import PaperReference, paper_reference
+from .summary import (  # noqa: F401 - re-exported: the report's public reading helpers
+    BACKEND_LABELS,
+    CONVENTION_LABELS,
+    DASH,
+    _finite,
+    _get,
+    _not_compared,
+    _num,
+    _pct,
+    _plain,
+    _ratio,
+    _ref_for,
+    _span,
+    accuracies,
+    agreements,
+    conventions,
+    errors,
+    exact_count,
+    human_count,
+    human_energy,
+    ops_summary,
+    paper_comparison,
+    snn_backends,
+    synapse_layer_names,
+)
 
 __all__ = [
     "BACKEND_LABELS",
@@ -37,246 +63,19 @@ __all__ = [
     "errors",
     "exact_count",
     "format_evaluation_table",
+    "graph_line",
+    "graph_summary",
     "human_count",
     "human_energy",
     "ops_summary",
+    "paper_comparison",
     "render_markdown",
     "snn_backends",
     "synapse_layer_names",
     "write_report",
 ]
 
-BACKEND_LABELS = {"closed_form": "SNN (closed form)", "clocked": "SNN (clocked)"}
-CONVENTION_LABELS = {
-    "presentation": "presentation (paper's)",
-    "own": "own periods",
-    "hardware": "hardware (Table 3)",
-}
 SWEEP_PLOTS = ("sweep_accuracy.png", "sweep_ops.png")
-DASH = "–"
-
-
-# ----------------------------------------------------------------------------- numbers
-
-
-def _num(value: Any) -> float | None:
-    """``value`` as a float, or None when it is missing or not a number."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _finite(value: Any) -> float | None:
-    x = _num(value)
-    return x if x is not None and math.isfinite(x) else None
-
-
-def human_count(value: Any) -> str:
-    """A count the way the paper prints it: ``2293k``, ``357M``, ``14765M`` (small: exact)."""
-    x = _num(value)
-    special = _not_finite_text(x)
-    if special is not None:
-        return special
-    a = abs(x)
-    if a < 10_000:
-        return exact_count(x)
-    if a < 10_000_000:
-        return f"{x / 1e3:.0f}k"
-    if a < 10_000_000_000_000:
-        return f"{x / 1e6:.0f}M"
-    return f"{x / 1e9:.0f}G"
-
-
-def _not_finite_text(x: float | None) -> str | None:
-    """How a missing, NaN or infinite number is written; None for a finite one."""
-    if x is None or math.isnan(x):
-        return DASH
-    if math.isinf(x):
-        return "∞"
-    return None
-
-
-def exact_count(value: Any) -> str:
-    """A count with thousands separators (one decimal when it is an average)."""
-    x = _num(value)
-    special = _not_finite_text(x)
-    if special is not None:
-        return special
-    if abs(x - round(x)) < 1e-9:
-        return f"{round(x):,}"
-    return f"{x:,.1f}"
-
-
-def human_energy(pj: Any) -> str:
-    """An energy given in picojoules, in pJ / nJ / µJ / mJ."""
-    x = _finite(pj)
-    if x is None:
-        return DASH
-    for unit, scale in (("mJ", 1e9), ("µJ", 1e6), ("nJ", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g} {unit}"
-    return f"{x:.3g} pJ"
-
-
-def _ratio(value: Any) -> str:
-    x = _num(value)
-    special = _not_finite_text(x)
-    if special is not None:
-        return special
-    return f"{x:#.3g}".rstrip(".") + "×"
-
-
-def _pct(value: float | None, digits: int = 2) -> str:
-    return DASH if value is None else f"{value:.{digits}f}"
-
-
-def _plain(value: Any, digits: int = 2) -> str:
-    x = _finite(value)
-    if x is None:
-        return DASH
-    if abs(x - round(x)) < 1e-9:
-        return f"{round(x)}"
-    return f"{x:.{digits}f}"
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def _get(d: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(d, dict) or key not in d:
-            return None
-        d = d[key]
-    return d
-
-
-def _percent_scale(values: Iterable[Any]) -> float:
-    found = [x for x in (_finite(v) for v in values) if x is not None]
-    return 100.0 if found and max(abs(x) for x in found) <= 1.0 else 1.0
-
-
-def _accuracy_entries(evaluation: dict) -> dict[str, dict]:
-    """``{"dnn": {...}, "gdnn": {...}, "closed_form": {...}, ...}`` of what is present."""
-    acc = evaluation.get("accuracy") or {}
-    out: dict[str, dict] = {}
-    for key in ("dnn", "gdnn"):
-        if isinstance(acc.get(key), dict):
-            out[key] = acc[key]
-    snn = acc.get("snn") or {}
-    for backend in snn_backends(evaluation):
-        out[backend] = snn[backend]
-    return out
-
-
-def snn_backends(evaluation: dict) -> list[str]:
-    """SNN backends that have accuracies, closed_form and clocked first."""
-    snn = _get(evaluation, "accuracy", "snn") or {}
-    keys = [k for k in snn if isinstance(snn[k], dict)]
-    return sorted(keys, key=lambda k: (list(BACKEND_LABELS).index(k) if k in BACKEND_LABELS else 99, k))
-
-
-def accuracies(evaluation: dict) -> dict[str, dict[str, float | None]]:
-    """Per network (dnn, gdnn, closed_form, ...): ``{"top1": %, "top5": %}`` accuracies."""
-    entries = _accuracy_entries(evaluation)
-    scale = _percent_scale(v for e in entries.values() for v in (e.get("top1"), e.get("top5")))
-    out = {}
-    for key, entry in entries.items():
-        top1, top5 = _finite(entry.get("top1")), _finite(entry.get("top5"))
-        out[key] = {
-            "top1": None if top1 is None else top1 * scale,
-            "top5": None if top5 is None else top5 * scale,
-        }
-    return out
-
-
-def errors(evaluation: dict) -> dict[str, dict[str, float | None]]:
-    """Like :func:`accuracies`, as error rates in percent (``100 - accuracy``)."""
-    return {
-        key: {k: None if v is None else 100.0 - v for k, v in acc.items()}
-        for key, acc in accuracies(evaluation).items()
-    }
-
-
-def agreements(evaluation: dict) -> dict[str, float]:
-    """Per SNN backend, the agreement with the G-DNN's predictions in percent."""
-    agree = evaluation.get("agreement") or {}
-    scale = _percent_scale(agree.values())
-    return {k: _finite(v) * scale for k, v in agree.items() if _finite(v) is not None}
-
-
-def ops_summary(evaluation: dict, convention: str) -> dict[str, float | None] | None:
-    """DNN and SNN counts and DNN/SNN ratios of one convention, or None when absent."""
-    ops = evaluation.get("ops") or {}
-    dnn = ops.get("dnn") or {}
-    snn = _get(ops, "snn", convention)
-    ratios = _get(ops, "ratios", convention) or {}
-    if not isinstance(snn, dict) and not ratios:
-        return None
-    snn = snn or {}
-
-    def total(d: dict) -> float | None:
-        if _num(d.get("total")) is not None:
-            return _num(d["total"])
-        mul, add = _num(d.get("mul")), _num(d.get("add"))
-        return None if mul is None or add is None else mul + add
-
-    def ratio(key: str, a: float | None, b: float | None) -> float | None:
-        if _num(ratios.get(key)) is not None:
-            return _num(ratios[key])
-        if a is None or b is None:
-            return None
-        return a / b if b else math.inf
-
-    out = {
-        "dnn_mul": _num(dnn.get("mul")),
-        "dnn_add": _num(dnn.get("add")),
-        "dnn_total": total(dnn),
-        "snn_mul": _num(snn.get("mul")),
-        "snn_add": _num(snn.get("add")),
-        "snn_total": total(snn),
-    }
-    out["mul_ratio"] = ratio("mul_ratio", out["dnn_mul"], out["snn_mul"])
-    out["add_ratio"] = ratio("add_ratio", out["dnn_add"], out["snn_add"])
-    out["total_ratio"] = ratio("total_ratio", out["dnn_total"], out["snn_total"])
-    energy = evaluation.get("energy_pj") or {}
-    out["energy_ratio"] = ratio(
-        "energy_ratio", _num(energy.get("dnn")), _num(energy.get(f"snn_{convention}"))
-    )
-    return out
-
-
-def conventions(evaluation: dict) -> list[str]:
-    """Conventions that have SNN counts or ratios, in the order of :data:`tdsnn.ops.CONVENTIONS`."""
-    ops = evaluation.get("ops") or {}
-    present = set(ops.get("snn") or {}) | set(ops.get("ratios") or {})
-    return [c for c in CONVENTIONS if c in present] + sorted(present - set(CONVENTIONS))
-
-
-def synapse_layer_names(evaluation: dict) -> list[str]:
-    """Names of the synapse layers that ``t_il_mean`` describes (the output one last).
-
-    The hidden synapse layers are the spiking layers that are not the input or a
-    max-pool (``pool*``); the output layer does not spike and is called "output".
-    """
-    n = len(evaluation.get("t_il_mean") or [])
-    given = list(evaluation.get("layer_names") or [])
-    if len(given) == n and "input" not in given:  # the evaluation names the synapse layers
-        return [str(name) for name in given]
-    names = [
-        name
-        for name in (evaluation.get("layer_names") or [])[1:]
-        if not str(name).startswith("pool")
-    ]
-    if len(names) == n - 1:
-        return [*names, "output"]
-    return [f"synapse layer {i + 1}" for i in range(n)]
-
-
-def _ref_for(evaluation: dict) -> PaperReference | None:
-    return paper_reference(str(evaluation.get("model", "")), str(evaluation.get("dataset", "")))
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -330,9 +129,74 @@ def _setting_section(evaluation: dict, ref: PaperReference | None) -> str:
         ("T_il mode", str(evaluation.get("t_il_mode", DASH))),
         ("coding", _coding_text(evaluation)),
         ("SNN backends", ", ".join(snn_backends(evaluation)) or DASH),
-        ("paper reference", f"{ref.network} ({PAPER})" if ref else "none for this model/dataset"),
     ]
+    network = _network_text(evaluation)
+    if network:
+        rows.append(("network", network))
+    if evaluation.get("graph") and not (graph_summary(evaluation) or {}).get("is_chain", True):
+        rows[-1] = ("network", network + " (see Network graph)")
+    rows.append(("paper comparison", paper_comparison(evaluation)[1]))
     return _md_table(("setting", "value"), rows, "ll")
+
+
+def _network_text(evaluation: dict) -> str | None:
+    g = graph_summary(evaluation)
+    if g is None:
+        return None
+    if g["is_chain"]:
+        return f"chain of {g['populations']} populations (input and output group included)"
+    return graph_line(evaluation)
+
+
+def _delay_text(delay: Any, mode: Any) -> str:
+    if not isinstance(delay, dict) or _finite(delay.get("min")) is None:
+        return DASH
+    span = _span(delay.get("min"), delay.get("max"))
+    if mode == "static":
+        return f"{span} (fixed)"
+    return f"{span} (mean {_plain(delay.get('mean'))})"
+
+
+def _graph_section(evaluation: dict) -> str | None:
+    """Shortcut connections and populations of a graph SNN; None for a chain."""
+    graph = evaluation.get("graph")
+    g = graph_summary(evaluation)
+    if g is None or g["is_chain"]:
+        return None
+    mode = evaluation.get("t_il_mode")
+    parts = [graph_line(evaluation) + "."]
+    rows = []
+    for c in graph.get("shortcuts") or []:
+        if not isinstance(c, dict):
+            continue
+        kind = str(c.get("kind", DASH))
+        if kind == "projection" and c.get("synapse"):
+            kind += f" ({c['synapse']}, `{c.get('name', '?')}`)"
+        rows.append([", ".join(map(str, c.get("from") or [])) or DASH, str(c.get("into", DASH)), kind,
+                     _delay_text(c.get("delay"), mode)])
+    if rows:
+        how = ("fixed per connection (static T_il)" if mode == "static" else
+               "per sample, min–max over the samples (dynamic T_il: they follow each input's periods)")
+        parts.append(
+            "Shortcut connections: another branch of a residual sum into the receiving neurons; "
+            "an identity shortcut delivers the source's spikes with weight 1, a projection "
+            "through its own synapses. The delay (steps) aligns the source's frame with the "
+            f"receiving group's inhibitory period; it is {how}."
+        )
+        parts.append(_md_table(("from", "into", "kind", "delay (steps)"), rows, "lllr"))
+    pops = [p for p in graph.get("populations") or [] if isinstance(p, dict)]
+    if pops:
+        prow = []
+        for i, pop in enumerate(pops):
+            reads = []
+            for item in pop.get("reads") or []:
+                src, kind = (list(item) + [None, None])[:2]
+                reads.append(str(src) if kind in (None, "synapse") else f"{src} ({kind})")
+            name = str(pop.get("name", "?")) + (" (output)" if i == len(pops) - 1 and i else "")
+            prow.append([str(i), name, ", ".join(reads) or DASH])
+        parts.append("Populations (the order of the spike raster, the output group last) and what each reads:")
+        parts.append(_md_table(("#", "population", "reads"), prow, "lll"))
+    return "\n\n".join(parts)
 
 
 def _accuracy_section(evaluation: dict, ref: PaperReference | None) -> str:
@@ -342,7 +206,7 @@ def _accuracy_section(evaluation: dict, ref: PaperReference | None) -> str:
     samples = _num(evaluation.get("samples"))
     headers = ["network", "top-1 err. (%)", "top-5 err. (%)", "agreement with G-DNN (%)", "disagreeing predictions"]
     if ref:
-        headers.append("paper err. (%), Table 1")
+        headers.append(f"paper err. (%), Table 1 (L = {_plain(ref.table2.L)})")
     rows = []
     labels = {"dnn": "DNN", "gdnn": "G-DNN", **BACKEND_LABELS}
     for key, e in err.items():
@@ -373,10 +237,19 @@ def _accuracy_section(evaluation: dict, ref: PaperReference | None) -> str:
     if missing:
         notes.append(f"Not run: {', '.join(missing)} backend.")
     if ref:
+        samples_text = f"{exact_count(samples)} test images" if samples else "the test images"
         notes.append(
-            f"Paper values: {ref.table1.source}; the paper's SNN row is its \"Our SNN\" column "
-            f"(network depth {ref.table1.depth}), at L = 5. Errors are top-1 or top-1/top-5."
+            f"Compared: our DNN, G-DNN and SNN errors on {samples_text} of {evaluation.get('dataset', '?')} "
+            f"with the paper's {ref.table1.source}, row {ref.network} (the paper's errors are "
+            f"copied, not re-run): its DNN, its \"Our SNN\" column (network depth "
+            f"{ref.table1.depth}, at L = {_plain(ref.table2.L)}) and the previous SNN it cites. "
+            "Errors are top-1 or top-1/top-5."
         )
+        L = _num(evaluation.get("L"))
+        if L is not None and abs(L - ref.table2.L) > 1e-9:
+            notes.append(f"This run is at L = {_plain(L, 3)}, the paper's SNN column at L = {_plain(ref.table2.L)}.")
+    elif _not_compared(evaluation):
+        notes.append(str(_not_compared(evaluation)))
     notes.append(
         "Agreement: the share of inputs on which the SNN's prediction equals the G-DNN's. "
         "With dynamic T_il the conversion is exact, so anything below 100 % is floating-point "
@@ -438,6 +311,8 @@ def _ops_section(evaluation: dict, ref: PaperReference | None) -> str:
         if L is not None and abs(L - ref.table2.L) > 1e-9:
             notes.append(f"The paper's Table 2 is at L = {_plain(ref.table2.L)}; this run is at L = {_plain(L, 3)}.")
         notes += [f"Paper note: {n}" for n in ref.notes]
+    elif _not_compared(evaluation):
+        notes.append(str(_not_compared(evaluation)))
     parts.append("\n".join(f"- {n}" for n in notes))
     return "\n\n".join(parts)
 
@@ -577,10 +452,12 @@ def render_markdown(evaluation: dict, sweep: Sequence[dict] | None = None,
                     plots: Sequence[str] = ()) -> str:
     """The Markdown text of :func:`write_report` (``plots``: sweep PNGs to link, relative)."""
     ref = _ref_for(evaluation)
+    graph = _graph_section(evaluation)
     title = f"# TDSNN evaluation: {evaluation.get('model', '?')} on {evaluation.get('dataset', '?')}"
     sections = [
         title,
         _setting_section(evaluation, ref),
+        *(["## Network graph", graph] if graph else []),
         "## Accuracy (Table 1 style)",
         _accuracy_section(evaluation, ref),
         "## Operations per input (Table 2 style)",
@@ -621,32 +498,6 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None] | str | bytes) -> Path:
-    """Write ``path`` through a temporary file in its folder and ``os.replace``.
-
-    ``write`` is the text or bytes to write, or a function that writes a given
-    (temporary) path.  On failure the temporary file is removed and ``path`` untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique name opened with "x" (not mkstemp): the file gets the usual umask permissions
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        if callable(write):
-            write(tmp)
-        else:
-            data = write.encode("utf-8") if isinstance(write, str) else write
-            with open(tmp, "xb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_report(
     run_dir: str | os.PathLike,
     evaluation: dict,
@@ -655,8 +506,12 @@ def write_report(
 ) -> list[Path]:
     """Write ``report.md`` and ``report.json`` (and, with a sweep, its two plots) to ``run_dir``.
 
-    ``report.json`` holds ``{"coding", "evaluation", "sweep", "paper"}`` (the paper's figures for
-    this model, or None).  With a ``sweep`` and ``plots=True``, ``sweep_accuracy.png``
+    ``report.json`` holds ``{"coding", "graph", "evaluation", "sweep", "paper",
+    "paper_comparison"}``: ``graph`` is :func:`graph_summary` (None for an evaluation
+    without one), ``paper`` the paper's figures for this model when they apply
+    (:func:`paper_comparison`: the paper's networks in its coding), else None, and
+    ``paper_comparison`` ``{"applies", "reference" (the paper's network for this model and
+    data set, applying or not), "note" (what is compared with what, or why nothing)}``.  With a ``sweep`` and ``plots=True``, ``sweep_accuracy.png``
     and ``sweep_ops.png`` are drawn (see :mod:`tdsnn.plots`) and linked from the
     Markdown.  Returns the paths written.
     """
@@ -670,13 +525,20 @@ def write_report(
         written.append(plot_sweep_accuracy(sweep, run_dir / SWEEP_PLOTS[0]))
         written.append(plot_sweep_ops(sweep, run_dir / SWEEP_PLOTS[1]))
         plot_names = list(SWEEP_PLOTS)
-    ref = _ref_for(evaluation)
+    ref, comparison = paper_comparison(evaluation)
     markdown = render_markdown(evaluation, sweep, plot_names)
+    reference = paper_reference(str(evaluation.get("model", "")), str(evaluation.get("dataset", "")))
     payload = {
         "coding": evaluation.get("coding", "paper"),
+        "graph": graph_summary(evaluation),
         "evaluation": evaluation,
         "sweep": sweep,
         "paper": ref.to_dict() if ref else None,
+        "paper_comparison": {
+            "applies": ref is not None,
+            "reference": reference.network if reference else None,
+            "note": comparison,
+        },
     }
     text = json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n"
     md_path = atomic_write(run_dir / "report.md", markdown)
@@ -697,12 +559,16 @@ def _text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def format_evaluation_table(evaluation: dict) -> str:
     """A compact plain-text summary of an evaluation, for a terminal."""
-    ref = _ref_for(evaluation)
+    ref, comparison = paper_comparison(evaluation)
     head = (
         f"{evaluation.get('model', '?')} / {evaluation.get('dataset', '?')}   "
         f"L = {_plain(evaluation.get('L'), 3)}   samples = {exact_count(evaluation.get('samples'))}   "
         f"T_il {evaluation.get('t_il_mode', DASH)}   coding {_coding_text(evaluation)}"
     )
+    graph = graph_line(evaluation)
+    if graph:
+        head += "\n" + graph
+    head += "\npaper comparison: " + comparison
     err = errors(evaluation)
     agree = agreements(evaluation)
     disagree = evaluation.get("disagreements") or {}

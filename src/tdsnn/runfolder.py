@@ -36,7 +36,7 @@ from typing import Any
 from .checkpoint import CheckpointError, recover_interrupted_saves
 from .coding import check_leak
 from .errors import TDSNNError
-from .report import atomic_write
+from .files import atomic_write
 
 __all__ = [
     "LOCK_NAME",
