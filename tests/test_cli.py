@@ -25,7 +25,7 @@ SCHEMA_KEYS = {
     "disagreements", "latency", "t_il_mean", "layer_names", "spikes_per_sample",
     "spikes_per_layer", "ops", "energy_pj", "clipped", "t_il_mode", "timing_s", "precision",
     "coding", "sparsity", "spiking_neurons", "spikes_per_neuron", "synaptic_events_per_image",
-    "dnn_macs_per_image", "events_per_mac",
+    "dnn_macs_per_image", "events_per_mac", "reproduce",
 }  # fmt: skip
 
 
@@ -50,6 +50,8 @@ def test_main_job_end_to_end(tmp_path, capsys):
         assert (out / f"{name}.safetensors").is_file() and (out / f"{name}.json").is_file()
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert set(evaluation) == SCHEMA_KEYS
+    assert evaluation["reproduce"]["train_seed"] == 0 and evaluation["reproduce"]["finetune_seed"] == 0
+    assert evaluation["reproduce"]["torch_threads"] >= 1
     assert evaluation["samples"] == 200
     assert evaluation["agreement"] == {"closed_form": 1.0, "clocked": 1.0}
     assert evaluation["accuracy"]["snn"]["clocked"]["top1"] > 0.3  # chance is 0.1

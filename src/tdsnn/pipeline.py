@@ -392,6 +392,15 @@ def convert_run(
     return snn_meta
 
 
+def _recorded_seed(meta: dict[str, Any]) -> int | None:
+    """The seed a sidecar's training recipe recorded (None if it has none)."""
+    for key in ("train", "finetune"):
+        recipe = meta.get(key)
+        if isinstance(recipe, dict) and isinstance(recipe.get("seed"), int):
+            return recipe["seed"]
+    return None
+
+
 @writes_run("evaluate")
 def evaluate_run(
     run_dir: str | os.PathLike[str],
@@ -417,7 +426,7 @@ def evaluate_run(
     run = check_run_dir(run_dir)
     L = check_L(L) if L is not None else find_L(run, "snn")
     dnn, dnn_meta = load_dnn(run, model_spec)
-    gdnn, _ = load_gdnn(run, L, model_spec)
+    gdnn, gdnn_meta = load_gdnn(run, L, model_spec)
     snn, snn_meta = load_snn(run, L, model_spec)
     check_run_coding(snn_meta, coding, snn_path(run, L))
     limit = limit if limit is not None else snn_meta.get("test_limit")
@@ -431,6 +440,14 @@ def evaluate_run(
         model_name=name, dataset_name=test_data.name, precision=precision,
     )  # fmt: skip
     result["sparsity"] = float(snn_meta.get("sparsity", 0.0))  # the fine-tuning's penalty
+    # what reproducing the figures needs: the seeds of training and fine-tuning, the threads
+    result["reproduce"] = {
+        "train_seed": _recorded_seed(dnn_meta),
+        "finetune_seed": _recorded_seed(gdnn_meta),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(context(device).device),
+    }
     if context().is_main:
         write_json(run / f"evaluation_{l_tag(L)}.json", result)
         if write_main:
