@@ -644,6 +644,20 @@ class _Styled(nn.Module):
         elif style.relu != "functional":
             raise ValueError(style.relu)
 
+    def _small_case(
+        self, seed: int, rng: random.Random, style: Style | None
+    ) -> tuple[int, Style]:
+        """Style, L, input shape and batch of a small random case; its input channels and
+        style."""
+        nn.Module.__init__(self)
+        _Styled.__init__(self, style if style is not None else random_style(rng))
+        self.seed = seed
+        self.L = _random_L(rng)
+        c = rng.randint(1, 3)
+        self.in_shape = (c, rng.randint(6, 10), rng.randint(6, 10))
+        self.batch = rng.randint(2, 4)
+        return c, self.style
+
     def _new_relu(self, tag: str) -> None:
         if self.style.relu == "module":
             self.relus[tag] = nn.ReLU()
@@ -826,14 +840,7 @@ class ConcatNet(_Styled):
     def __init__(self, seed: int, style: Style | None = None) -> None:
         rng = random.Random(7_368_787 * seed + 11)
         gen = torch.Generator().manual_seed(30_011 * seed + 7)
-        if style is None:
-            style = random_style(rng)
-        super().__init__(style)
-        self.seed = seed
-        self.L = _random_L(rng)
-        c = rng.randint(1, 3)
-        self.in_shape = (c, rng.randint(6, 10), rng.randint(6, 10))
-        self.batch = rng.randint(2, 4)
+        c, style = self._small_case(seed, rng, style)
         c0, ca, cd = rng.randint(2, 5), rng.randint(1, 4), rng.randint(2, 6)
         bn = rng.random() < 0.6
         self.stem, self.stem_bn = _conv(c, c0, 3, 1, not bn, bn, True, rng, gen)
@@ -885,14 +892,7 @@ class ThreeWayNet(_Styled):
     def __init__(self, seed: int, style: Style | None = None) -> None:
         rng = random.Random(1_000_033 * seed + 13)
         gen = torch.Generator().manual_seed(50_021 * seed + 3)
-        if style is None:
-            style = random_style(rng)
-        super().__init__(style)
-        self.seed = seed
-        self.L = _random_L(rng)
-        c = rng.randint(1, 3)
-        self.in_shape = (c, rng.randint(6, 10), rng.randint(6, 10))
-        self.batch = rng.randint(2, 4)
+        c, style = self._small_case(seed, rng, style)
         bn = rng.random() < 0.6
         c1 = rng.randint(2, 6)
         self.proj_kind = rng.choice(["identity", "projection", "projection_bn"])
