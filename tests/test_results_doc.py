@@ -60,3 +60,85 @@ def test_the_readme_main_job_table_is_the_committed_run():
     ]
     for row in rows:
         assert row in readme, row
+
+
+def test_the_resnet_table_is_the_artefacts():
+    tables = _tables()
+    assert tables.doc_table(tables.DOC.read_text(), tables.RESNET_MARKS) == tables.resnet_table(), (
+        "run `python benchmarks/results_tables.py` and commit the result"
+    )
+
+
+def test_the_committed_resnet_runs_are_real_tdsnn_evaluations():
+    folder = _tables().RESNET
+    runs = {name: json.loads((folder / name).read_text())
+            for name in ("evaluation.json", "evaluation_clocked.json", "evaluation_static.json")}  # fmt: skip
+    for name, run in runs.items():
+        assert run["model"] == "resnet20_cifar" and run["dataset"] == "cifar10", name
+        assert run["L"] == 5.0 and run["coding"] == "paper", name
+    assert runs["evaluation.json"]["samples"] == 10_000
+    assert set(runs["evaluation.json"]["agreement"]) == {"closed_form"}
+    assert set(runs["evaluation_clocked.json"]["agreement"]) == {"clocked"}
+    assert runs["evaluation_clocked.json"]["samples"] >= 500
+    assert runs["evaluation_static.json"]["t_il_mode"] == "static"
+    assert runs["evaluation_static.json"]["samples"] == 10_000
+    report = json.loads((folder / "report.json").read_text())
+    assert report["evaluation"]["accuracy"] == runs["evaluation.json"]["accuracy"]
+
+
+def test_the_readme_quotes_the_compensation_artefact():
+    data = json.loads((ROOT / "docs" / "performance" / "compensation.json").read_text())
+    run = data["runs"][0]
+    at4 = next(e for e in run["scales"] if e["input_scale"] == 4)
+    readme = (ROOT / "README.md").read_text()
+    for figure in (f"DNN {100 * run['dnn']:.2f} %", f"keeps {100 * at4['compensated']:.2f} %",
+                   f"falls to {100 * at4['not_compensated']:.2f} %"):  # fmt: skip
+        assert figure in readme, figure
+
+
+def test_the_design_note_quotes_the_compensation_artefact():
+    data = json.loads((ROOT / "docs" / "performance" / "compensation.json").read_text())
+    run = data["runs"][0]
+    at4 = next(e for e in run["scales"] if e["input_scale"] == 4)
+    design = (ROOT / "docs" / "design.md").read_text()
+    assert (f"between {100 * at4['compensated']:.2f} % and {100 * at4['not_compensated']:.2f} % "
+            f"(DNN {100 * run['dnn']:.2f} %") in design  # fmt: skip
+
+
+def test_the_table2_comparison_is_the_artefacts():
+    tables = _tables()
+    assert tables.doc_table(tables.DOC.read_text(), tables.TABLE2_MARKS) == tables.table2(), (
+        "run `python benchmarks/results_tables.py` and commit the result"
+    )
+
+
+def test_the_readme_quotes_the_resnet_runs():
+    folder = _tables().RESNET
+    run = json.loads((folder / "evaluation.json").read_text())
+    clocked = json.loads((folder / "evaluation_clocked.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    acc = run["accuracy"]
+    for figure in (f"DNN {100 * acc['dnn']['top1']:.2f} %",
+                   f"G-DNN and SNN {100 * acc['snn']['closed_form']['top1']:.2f} %",
+                   f"{round(clocked['agreement']['clocked'] * clocked['samples']):,} / "
+                   f"{clocked['samples']:,} with clocked",
+                   f"latency {run['latency']['mean']:.1f} steps"):  # fmt: skip
+        assert figure in readme, figure
+
+
+def test_the_resnet_notes_quote_the_artefacts():
+    folder = _tables().RESNET
+    run = json.loads((folder / "evaluation.json").read_text())
+    static = json.loads((folder / "evaluation_static.json").read_text())
+    doc = _tables().DOC.read_text()
+    acc = run["accuracy"]
+    ratios = run["ops"]["ratios"]
+    for figure in (
+        f"clips {sum(static['clipped'])} spikes",
+        f"{100 * (acc['dnn']['top1'] - acc['gdnn']['top1']):.2f} points",
+        f"{run['events_per_mac']:.2f}x the DNN's {run['dnn_macs_per_image'] / 1e6:.2f} M",
+        f"total is {1 / ratios['presentation']['total_ratio']:.2f}x the DNN's",
+        f"{ratios['own']['total_ratio']:.2f}x and\n  {ratios['hardware']['total_ratio']:.2f}x fewer",
+        f"**Latency**: {run['latency']['mean']:.1f} steps",
+    ):
+        assert figure in doc, figure
