@@ -142,3 +142,13 @@ def test_the_resnet_notes_quote_the_artefacts():
         f"**Latency**: {run['latency']['mean']:.1f} steps",
     ):
         assert figure in doc, figure
+
+
+def test_the_resnet_speed_paragraph_quotes_its_benchmark():
+    data = json.loads((ROOT / "docs" / "performance" / "throughput_resnet20.json").read_text())
+    rows = data["networks"][0]["rows"]
+    doc = _tables().DOC.read_text()
+    for mode, words in (("closed_form", "precision reaches"), ("closed_form_f32", "float32 reaches")):
+        ratios = [r["modes"][mode]["ratio_to_dnn"] for r in rows]
+        figure = f"{words} {min(ratios):.2f}-{max(ratios):.2f}x"
+        assert figure in doc.replace("\n", " "), figure
