@@ -152,3 +152,12 @@ def test_the_resnet_speed_paragraph_quotes_its_benchmark():
         ratios = [r["modes"][mode]["ratio_to_dnn"] for r in rows]
         figure = f"{words} {min(ratios):.2f}-{max(ratios):.2f}x"
         assert figure in doc.replace("\n", " "), figure
+
+
+def test_the_resnet_notes_quote_the_compensation_artefact():
+    data = json.loads((ROOT / "docs" / "performance" / "compensation.json").read_text())
+    run = next(r for r in data["runs"] if r["run"] == "resnet20")
+    at4 = next(e for e in run["scales"] if e["input_scale"] == 4)
+    doc = _tables().DOC.read_text()
+    assert f"gives {100 * at4['compensated']:.2f} % with" in doc
+    assert f"{100 * at4['not_compensated']:.2f} % (chance) without" in doc
