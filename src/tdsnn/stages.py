@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .checkpoint import CheckpointError, load_metadata, save_checkpoint
 from .data import ImageDataset, load_dataset, to_float
 from .distributed import barrier, context, make_eval_loader, make_train_loader
-from .models import MODELS
+from .models import FLEXIBLE_INPUT, MODELS
 from .runfolder import (
     PipelineError,
     check_run_dir,
@@ -74,6 +74,10 @@ def model_info(
             raise PipelineError(f"unknown model {model!r}; available: {', '.join(sorted(MODELS))}")
         shape = list(MODELS[model][1])
         kwargs = {"num_classes": dataset.num_classes, **kwargs}
+        smallest = FLEXIBLE_INPUT.get(model)
+        if smallest is not None and len(data_shape) == 3 and min(data_shape[1:]) >= smallest:
+            shape = data_shape  # global average pooling: any size, any channel count
+            kwargs = {"in_channels": data_shape[0], **kwargs}
         info = {"architecture": model, "model_spec": None}
     if shape != data_shape:
         raise PipelineError(

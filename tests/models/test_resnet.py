@@ -115,3 +115,30 @@ def test_one_training_step(fn) -> None:
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in model.parameters())
     assert not torch.equal(model.fc.weight, before)
+
+
+def test_resnets_take_the_data_sets_shape_and_channels():
+    """Global average pooling: the ResNets train on any image size they can pool (resnet18
+    on 32x32 CIFAR, resnet20_cifar on 1-channel MNIST); fixed-size models still refuse."""
+    import pytest
+    import torch
+
+    from tdsnn.data import ImageDataset
+    from tdsnn.errors import TDSNNError
+    from tdsnn.models import build_model
+    from tdsnn.stages import model_info
+
+    def data(c: int, h: int) -> ImageDataset:
+        return ImageDataset(torch.zeros(2, c, h, h, dtype=torch.uint8), torch.zeros(2, dtype=torch.long),
+                            10, [str(i) for i in range(10)], "toy", [0.0] * c, [1.0] * c)  # fmt: skip
+
+    info = model_info(data(3, 32), "resnet18")
+    assert info["input_shape"] == [3, 32, 32]
+    info = model_info(data(1, 28), "resnet20_cifar")
+    assert info["input_shape"] == [1, 28, 28] and info["arch_kwargs"]["in_channels"] == 1
+    net = build_model("resnet20_cifar", **info["arch_kwargs"]).eval()
+    assert net(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    with pytest.raises(TDSNNError, match="takes inputs of shape"):
+        model_info(data(3, 16), "resnet18")  # below the smallest size it pools
+    with pytest.raises(TDSNNError, match="takes inputs of shape"):
+        model_info(data(3, 28), "vgg_cifar")

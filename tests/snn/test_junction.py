@@ -69,3 +69,23 @@ def test_small_groups_run_in_float64_and_say_so():
     result = snn.run(torch.rand(2, 4, 6, 6))
     reports = dict(zip([n for n in result.layer_names[1:]], result.extras["certified"]))
     assert reports[_group(snn).name].full_float64
+
+
+@pytest.mark.parametrize("name", ["resnet20_cifar", "resnet18"])
+def test_the_zoo_resnets_convert_exactly(name):
+    """Both zoo ResNets (identity and projection shortcuts; resnet18 with its stem
+    max-pool), narrow, with random weights: both simulators give the float64 G-DNN's logits
+    and the same spike times."""
+    from tdsnn.models import build_model
+
+    torch.manual_seed(1)
+    model = build_model(name, num_classes=10, width=0.125).eval()
+    gdnn = tdsnn.prepare(model, 5.0)
+    snn = tdsnn.convert(gdnn)
+    x = torch.rand(2, 3, 32, 32) * 4
+    want = gdnn.double()(x.double()).detach()
+    fast, stepped = snn.run(x), snn.run(x, backend="clocked")
+    for result in (fast, stepped):
+        torch.testing.assert_close(result.logits.double(), want, rtol=1e-6, atol=1e-9)
+    assert all(torch.equal(a, b) for a, b in zip(fast.spike_times, stepped.spike_times))
+    assert len(fast.extras["delays"]) == (9 if name == "resnet20_cifar" else 8)

@@ -10,6 +10,7 @@ name to its constructor and default input shape ``(C, H, W)``.
 from __future__ import annotations
 
 from .registry import (
+    FLEXIBLE_INPUT,
     MAX_PARAMETERS,
     MODELS,
     ModelLoadError,
@@ -22,6 +23,7 @@ from .resnet import BasicBlock, resnet18, resnet20_cifar
 from .zoo import alexnet, alexnet_cifar, lenet5, scale_channels, vgg16, vgg_cifar
 
 __all__ = [
+    "FLEXIBLE_INPUT",
     "BasicBlock",
     "MAX_PARAMETERS",
     "MODELS",

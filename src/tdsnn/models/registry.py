@@ -28,6 +28,7 @@ from .resnet import resnet18, resnet20_cifar
 from .zoo import alexnet, alexnet_cifar, lenet5, vgg16, vgg_cifar
 
 __all__ = [
+    "FLEXIBLE_INPUT",
     "MAX_PARAMETERS",
     "MODELS",
     "ModelLoadError",
@@ -54,6 +55,11 @@ MODELS: dict[str, tuple[Callable[..., nn.Module], tuple[int, int, int]]] = {
     "resnet20_cifar": (resnet20_cifar, (3, 32, 32)),
     "resnet18": (resnet18, (3, 224, 224)),
 }
+
+
+# Models with global average pooling take any input of at least this height and width
+# (and any number of channels: ``in_channels``); MODELS gives their usual shape.
+FLEXIBLE_INPUT: dict[str, int] = {"resnet20_cifar": 8, "resnet18": 32}
 
 
 def _plain(value: Any) -> bool:
