@@ -1,5 +1,5 @@
-"""Regenerate the sparse-coding and ResNet tables of docs/results.md from their
-committed artefacts.
+"""Regenerate the sparse-coding, Table 2 and ResNet tables of docs/results.md and the
+README's speed table from their committed artefacts.
 
     python benchmarks/results_tables.py            # rewrite the tables between the markers
     python benchmarks/results_tables.py --check    # exit 1 if the document differs
@@ -27,6 +27,11 @@ RUN = ROOT / "docs" / "results" / "sparse_lenet" / "evaluation.json"
 TRADEOFF = ROOT / "docs" / "performance" / "sparsity_tradeoff.json"
 BEGIN, END = "<!-- sparse:begin -->", "<!-- sparse:end -->"
 RESNET = ROOT / "docs" / "results" / "resnet20"
+RUN_ALL = ROOT / "docs" / "performance" / "run_all.json"
+README = ROOT / "README.md"
+SPEED_MARKS = ("<!-- speed:begin -->", "<!-- speed:end -->")
+SHORT_LABELS = {"lenet5": "LeNet-5", "vgg": "VGG-11-style", "alexnet": "AlexNet-style",
+                "resnet20": "ResNet-20"}  # fmt: skip
 RESNET_MARKS = ("<!-- resnet:begin -->", "<!-- resnet:end -->")
 PAPER_TABLE2 = {"snn_err": 0.92, "dnn_mult": 2239e3, "dnn_add": 2235e3,
                 "snn_mult": 1920e3, "snn_add": 3194e3}  # Zhang et al. 2019, Table 2 (L = 5)
@@ -94,6 +99,29 @@ def table2() -> str:
     return "\n".join(lines)
 
 
+def speed_table() -> str:
+    """The README's speed table: per network the range over batch sizes of each ratio, from
+    the committed result of ``benchmarks/run_all.py``."""
+    nets = json.loads(RUN_ALL.read_text())["throughput"]["networks"]
+
+    def span(net: dict, get) -> str:
+        values = [get(row) for row in net["rows"]]
+        return f"{min(values):.2f}-{max(values):.2f}"
+
+    head = "| | " + " | ".join(SHORT_LABELS.get(n["role"], n["label"]) for n in nets) + " |"
+    rows = [head, "| --- |" + " --- |" * len(nets)]
+    for label, get, unit in (
+        ("closed_form, certified (default; reference spike times) / DNN images/s",
+         lambda r: r["modes"]["closed_form"]["ratio_to_dnn"], "x"),
+        ("closed_form, plain float32 / DNN images/s",
+         lambda r: r["modes"]["closed_form_f32"]["ratio_to_dnn"], "x"),
+        ("clocked (certified) / (latency x one DNN forward)",
+         lambda r: r["clocked_vs_latency_dnn"], ""),
+    ):  # fmt: skip
+        rows.append(f"| {label} | " + " | ".join(span(n, get) + unit for n in nets) + " |")
+    return "\n".join(rows)
+
+
 def _agreement(run: dict) -> str:
     n = run["samples"]
     return ", ".join(f"{b} {round(v * n):,} / {n:,}" for b, v in run["agreement"].items())
@@ -141,17 +169,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="only compare, write nothing")
     args = parser.parse_args(argv)
-    text = DOC.read_text()
-    tables = {(BEGIN, END): table(), TABLE2_MARKS: table2(), RESNET_MARKS: resnet_table()}
-    if args.check:
-        same = all(doc_table(text, marks) == want for marks, want in tables.items())
-        print("docs/results.md is up to date" if same else "docs/results.md differs")
-        return 0 if same else 1
-    for marks, want in tables.items():
-        text = _replace(text, marks, want)
-        print(want)
-    DOC.write_text(text)
-    return 0
+    docs = {
+        DOC: {(BEGIN, END): table(), TABLE2_MARKS: table2(), RESNET_MARKS: resnet_table()},
+        README: {SPEED_MARKS: speed_table()},
+    }
+    same = True
+    for path, tables in docs.items():
+        text = path.read_text()
+        if args.check:
+            ok = all(doc_table(text, marks) == want for marks, want in tables.items())
+            print(f"{path.name} is up to date" if ok else f"{path.name} differs")
+            same = same and ok
+            continue
+        for marks, want in tables.items():
+            text = _replace(text, marks, want)
+            print(want)
+        path.write_text(text)
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

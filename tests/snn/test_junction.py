@@ -89,3 +89,24 @@ def test_the_zoo_resnets_convert_exactly(name):
         torch.testing.assert_close(result.logits.double(), want, rtol=1e-6, atol=1e-9)
     assert all(torch.equal(a, b) for a, b in zip(fast.spike_times, stepped.spike_times))
     assert len(fast.extras["delays"]) == (9 if name == "resnet20_cifar" else 8)
+
+
+def test_the_spot_check_covers_groups_and_catches_a_wrong_time(monkeypatch):
+    """With the float32 group path forced, the spot check passes on a true result and raises
+    CertificationError when a group's spike times are corrupted."""
+    from tdsnn.snn import certified, closed_form
+
+    monkeypatch.setattr(junction, "SMALL_LAYER_MACS", 0)
+    torch.manual_seed(3)
+    snn = tdsnn.convert(tdsnn.prepare(Block(5, True).eval(), 5.0))
+    x = torch.rand(2, 5, 8, 8) * 3
+    snn.run(x, spot_checks=1000)  # every neuron checked: passes
+    real = closed_form.junction_spike_times
+
+    def wrong(layer, t_ins, t_max):
+        t, report = real(layer, t_ins, t_max)
+        return t + 1, report
+
+    monkeypatch.setattr(closed_form, "junction_spike_times", wrong)
+    with pytest.raises(certified.CertificationError, match="group"):
+        snn.run(x, spot_checks=1000)

@@ -201,3 +201,48 @@ def joined_fields(
 def junction_exact(layer: SpikingSynapse, t_ins: list[Tensor], where: Tensor) -> Tensor:
     """The exact test on the neurons at ``where``: every branch's receptive field joined."""
     return exact_spike_times(*joined_fields(layer, t_ins, where), layer.L)
+
+
+def junction_spot_check(
+    layer: SpikingSynapse,
+    t_ins: list[Tensor],
+    t_out: Tensor,
+    limit: int | None,
+    generator: torch.Generator,
+    count: int,
+) -> None:
+    """:func:`.certified.spot_check` for a group with shortcuts: ``count`` random neurons of
+    one random sample recomputed from their joined receptive fields (float64, the exact
+    test where float64 cannot decide); :class:`.certified.CertificationError` on a
+    difference."""
+    if t_out.numel() == 0 or count <= 0:
+        return
+    sample = int(torch.randint(t_out.shape[0], (1,), generator=generator))
+    per_sample = t_out[0].numel()
+    flat = torch.randint(per_sample, (min(count, per_sample),), generator=generator)
+    where = torch.stack(torch.unravel_index(flat, t_out.shape[1:]), dim=1).to(t_out.device)
+    where = torch.cat([torch.full_like(where[:, :1], sample), where], dim=1)
+    weights, values, bias = joined_fields(layer, t_ins, where)
+    a = (weights * values).sum(dim=1) + bias
+    n = group_fan_in(layer) + len(t_ins) + 2
+    bound = ((weights.abs() * values).sum(dim=1) + bias.abs()) * (2.02 * n * U64)
+    reference = _times64(a, layer.L)
+    open_ = (~_settled(a, bound, layer.L)).nonzero().squeeze(1)
+    if open_.shape[0]:
+        reference[open_] = exact_spike_times(weights[open_], values[open_], bias[open_], layer.L)
+    if limit is not None:
+        reference.clamp_(max=limit)
+    if layer.coding == "sparse":
+        reference.masked_fill_(reference == 0, -math.inf)
+    got = t_out[tuple(where.t())].double()
+    wrong = (got != reference).nonzero().squeeze(1)
+    if wrong.shape[0]:
+        from .certified import CertificationError
+
+        k = int(wrong[0])
+        raise CertificationError(
+            f"group '{layer.name}': the certified spike time of neuron {tuple(where[k].tolist())} "
+            f"is {float(got[k]):g}, the reference gives {float(reference[k]):g}; the float32 "
+            "bound did not hold here (please report this, with the device and torch version); "
+            "precision='float64' avoids it"
+        )

@@ -13,6 +13,7 @@ from ..errors import SpikeInputError, UnsupportedModelError
 from ..ops import SNNOps
 from . import certified, clocked, closed_form
 from .certified import Certification, certified_conditions, spot_check, warn_once
+from .junction import junction_spot_check
 from .layers import SpikeConcat, SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 from .ranges import Float32RangeError, check_logits, check_times
 from .result import SNNResult
@@ -405,10 +406,15 @@ class SNN(nn.Module):
                     t_in = ins[0] if len(ins) == 1 else ins
                     fanout = fanouts[0] if len(ins) == 1 else fanouts
                     out, ev = backend.run_synapse(layer, t_in, t_il, limit, fanout, dtype, **options)
-                    if (certify and not layer.is_output and spot_checks and len(ins) == 1
+                    if (certify and not layer.is_output and spot_checks
                             and not certificates[-1].full_float64):  # fmt: skip
                         # float32 arithmetic was certified here: check the bound held
-                        spot_check(layer, ins[0], out, limit, self._spot_generator(), spot_checks)
+                        if len(ins) == 1:
+                            spot_check(layer, ins[0], out, limit, self._spot_generator(), spot_checks)
+                        elif backend is closed_form:
+                            junction_spot_check(
+                                layer, ins, out, limit, self._spot_generator(), spot_checks
+                            )
                     start = start + t_il.to(torch.float64)
                     if layer.is_output:
                         events.append(ev)
