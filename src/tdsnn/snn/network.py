@@ -359,8 +359,11 @@ class SNN(nn.Module):
         try:
             for index, (layer, source) in enumerate(zip(self.layers, self.sources, strict=True)):
                 ins = [slot_times[s] for s in source]
-                start = torch.stack([starts[s] for s in source]).amax(dim=0)
-                last = torch.stack([lasts[s] for s in source]).amax(dim=0)
+                if len(source) == 1:  # a chain step: the source's frame
+                    start, last = starts[source[0]], lasts[source[0]]
+                else:
+                    start = torch.stack([starts[s] for s in source]).amax(dim=0)
+                    last = torch.stack([lasts[s] for s in source]).amax(dim=0)
                 if isinstance(layer, (SpikeFlatten, SpikeConcat)):
                     slot_times.append(layer(*ins))
                     self._delays(delays, layer.name, source, starts, start)
@@ -448,7 +451,7 @@ class SNN(nn.Module):
             extras["maxpool_t_il"] = torch.stack(pool_periods, dim=1).to(torch.int64)
         if delays:
             extras["delays"] = delays
-        extras["release"] = [r.round().to(torch.int64) for r in releases]
+        extras["release"] = list(torch.stack(releases, dim=1).round_().to(torch.int64).unbind(1))
         ops = SNNOps(samples=batch, latency_steps=int(latency.sum()), layers=events)
         # Every spike time is at most the latency: the smallest integer type that holds it.
         top = int(latency.max())
