@@ -27,7 +27,7 @@ RUN = ROOT / "docs" / "results" / "sparse_lenet" / "evaluation.json"
 TRADEOFF = ROOT / "docs" / "performance" / "sparsity_tradeoff.json"
 BEGIN, END = "<!-- sparse:begin -->", "<!-- sparse:end -->"
 RESNET = ROOT / "docs" / "results" / "resnet20"
-RUN_ALL = ROOT / "docs" / "performance" / "run_all.json"
+THROUGHPUT = ROOT / "docs" / "performance" / "throughput.json"
 README = ROOT / "README.md"
 SPEED_MARKS = ("<!-- speed:begin -->", "<!-- speed:end -->")
 SHORT_LABELS = {"lenet5": "LeNet-5", "vgg": "VGG-11-style", "alexnet": "AlexNet-style",
@@ -101,8 +101,8 @@ def table2() -> str:
 
 def speed_table() -> str:
     """The README's speed table: per network the range over batch sizes of each ratio, from
-    the committed result of ``benchmarks/run_all.py``."""
-    nets = json.loads(RUN_ALL.read_text())["throughput"]["networks"]
+    the committed result of the throughput section of ``benchmarks/run_all.py``."""
+    nets = json.loads(THROUGHPUT.read_text())["networks"]
 
     def span(net: dict, get) -> str:
         values = [get(row) for row in net["rows"]]

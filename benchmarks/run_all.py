@@ -27,6 +27,8 @@ import scaling
 import throughput
 
 SECTIONS = ("throughput", "peer", "scaling", "profile")
+PERFORMANCE = Path(__file__).resolve().parents[1] / "docs" / "performance"
+ARTEFACT = PERFORMANCE / "run_all.json"
 
 
 def parse(argv=None):
@@ -343,8 +345,12 @@ def main(argv=None) -> None:
     elapsed = time.perf_counter() - start
     c.set_threads(args.threads)
     write_doc(args, argv, results, prepared, elapsed, args.output)
-    c.save_json("run_all", {k: v for k, v in results.items()})
-    print(f"wrote {args.output} in {elapsed / 60:.1f} min")
+    saved = c.save_json("run_all", {k: v for k, v in results.items()})
+    if not args.quick:  # the artefacts the README's and this document's figures come from
+        shutil.copy(saved, ARTEFACT)
+        if "throughput" in results:
+            shutil.copy(saved.parent / "throughput.json", PERFORMANCE / "throughput.json")
+    print(f"wrote {args.output} and {ARTEFACT.name} in {elapsed / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -161,3 +161,36 @@ def test_the_resnet_notes_quote_the_compensation_artefact():
     doc = _tables().DOC.read_text()
     assert f"gives {100 * at4['compensated']:.2f} % with" in doc
     assert f"{100 * at4['not_compensated']:.2f} % (chance) without" in doc
+
+
+def test_the_readme_speed_table_is_the_committed_benchmark_run():
+    tables = _tables()
+    assert tables.doc_table(tables.README.read_text(), tables.SPEED_MARKS) == tables.speed_table(), (
+        "run `python benchmarks/results_tables.py` and commit the result"
+    )
+
+
+def test_the_readme_peer_figures_are_those_of_the_performance_page():
+    """The README quotes the SpikingJelly comparison of docs/performance.md (generated with
+    docs/performance/run_all.json by the same run): each quoted ratio appears there."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("Against SpikingJelly")
+    end = readme.index("The sparse\ncoding (above)", start)
+    quoted = re.findall(r"\d+\.\d+x", readme[start:end])
+    page = (ROOT / "docs" / "performance.md").read_text()
+    assert quoted, "no peer figures found in the README"
+    for figure in quoted:
+        assert figure in page, figure
+
+
+def test_the_readme_speed_summary_is_the_table_range():
+    data = json.loads(_tables().THROUGHPUT.read_text())
+    readme = (ROOT / "README.md").read_text()
+    for mode, words in (("closed_form", "images/s in the default precision"),
+                        ("closed_form_f32", "in plain float32 in our latest")):  # fmt: skip
+        ratios = [r["modes"][mode]["ratio_to_dnn"] for n in data["networks"] for r in n["rows"]]
+        figure = f"{min(ratios):.2f}-{max(ratios):.2f}x"
+        text = readme.replace("\n", " ")
+        assert f"{figure} the DNN's {words}" in text or f"{figure} {words}" in text, figure
