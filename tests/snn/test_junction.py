@@ -108,5 +108,5 @@ def test_the_spot_check_covers_groups_and_catches_a_wrong_time(monkeypatch):
         return t + 1, report
 
     monkeypatch.setattr(closed_form, "junction_spike_times", wrong)
-    with pytest.raises(certified.CertificationError, match="group"):
+    with pytest.raises(certified.CertificationError, match="certified spike time of neuron"):
         snn.run(x, spot_checks=1000)

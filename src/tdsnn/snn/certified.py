@@ -373,6 +373,20 @@ def spot_check(
         open_ = (~_settled(a, size * (2.02 * n * U64), layer.L)).nonzero().squeeze(1)
         if open_.shape[0]:
             reference[open_] = _exact_times(layer, t_in, where[open_])
+    compare_spot(layer, t_out, where, reference, limit, sample)
+
+
+def compare_spot(
+    layer: SpikingSynapse,
+    t_out: Tensor,
+    where: Tensor,
+    reference: Tensor,
+    limit: int | None,
+    sample: int | None = None,
+) -> None:
+    """Raise :class:`CertificationError` where the certified ``t_out`` at ``where`` differs
+    from the reference's ``T`` (after the static ``limit`` and sparse silence); ``sample``:
+    the batch index to name when ``t_out`` holds that one sample."""
     if limit is not None:
         reference.clamp_(max=limit)
     if layer.coding == "sparse":  # T = 0 (A <= 0): the neuron is silent
@@ -381,9 +395,12 @@ def spot_check(
     wrong = (got != reference).nonzero().squeeze(1)
     if wrong.shape[0]:
         k = int(wrong[0])
+        neuron = where[k].tolist()
+        if sample is not None:
+            neuron[0] = sample
         raise CertificationError(
             f"layer '{layer.name}': the certified spike time of neuron "
-            f"{(sample, *where[k].tolist()[1:])} is {float(got[k]):g}, the reference gives "
+            f"{tuple(neuron)} is {float(got[k]):g}, the reference gives "
             f"{float(reference[k]):g}; the float32 bound did not hold here (please report "
             "this, with the device and torch version); precision='float64' avoids it"
         )

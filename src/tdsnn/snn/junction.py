@@ -32,6 +32,7 @@ from .certified import (
     _times64,
     _weights,
     apply,
+    compare_spot,
     near_boundaries,
 )
 from .exact import exact_spike_times
@@ -230,19 +231,4 @@ def junction_spot_check(
     open_ = (~_settled(a, bound, layer.L)).nonzero().squeeze(1)
     if open_.shape[0]:
         reference[open_] = exact_spike_times(weights[open_], values[open_], bias[open_], layer.L)
-    if limit is not None:
-        reference.clamp_(max=limit)
-    if layer.coding == "sparse":
-        reference.masked_fill_(reference == 0, -math.inf)
-    got = t_out[tuple(where.t())].double()
-    wrong = (got != reference).nonzero().squeeze(1)
-    if wrong.shape[0]:
-        from .certified import CertificationError
-
-        k = int(wrong[0])
-        raise CertificationError(
-            f"group '{layer.name}': the certified spike time of neuron {tuple(where[k].tolist())} "
-            f"is {float(got[k]):g}, the reference gives {float(reference[k]):g}; the float32 "
-            "bound did not hold here (please report this, with the device and torch version); "
-            "precision='float64' avoids it"
-        )
+    compare_spot(layer, t_out, where, reference, limit)
