@@ -228,25 +228,28 @@ def trace_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
                 layers.append((name, _as_layer(child)))
         return layers
     nodes = trace_graph(model)
+    node = _off_chain(nodes)
+    if node is not None:
+        raise _refuse(
+            f"node '{node.label}' ({type(node.module).__name__}) does not continue a single "
+            "chain (residual adds, concatenations and branches take the graph path)"
+        )
+    return [(node.label, node.module) for node in nodes]
+
+
+def _off_chain(nodes: list[Node]) -> Node | None:
+    """The first node that does not take the previous one's output alone, if any."""
     previous = INPUT
     for node in nodes:
         if node.inputs != (previous,) or isinstance(node.module, (Sum, Concat)):
-            raise _refuse(
-                f"node '{node.label}' ({type(node.module).__name__}) does not continue a single "
-                "chain (residual adds, concatenations and branches take the graph path)"
-            )
+            return node
         previous = node.name
-    return [(node.label, node.module) for node in nodes]
+    return None
 
 
 def is_chain(nodes: list[Node]) -> bool:
     """Whether traced nodes form one chain (each node takes the previous one's output)."""
-    previous = INPUT
-    for node in nodes:
-        if node.inputs != (previous,) or isinstance(node.module, (Sum, Concat)):
-            return False
-        previous = node.name
-    return True
+    return _off_chain(nodes) is None
 
 
 def _safe_name(label: str, taken: set[str]) -> str:

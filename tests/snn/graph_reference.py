@@ -69,10 +69,20 @@ from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
+
+# The coding itself (T, G, G_s, the boundary test) is the chain reference's, which is
+# written from the definition too; this module adds the graph.
+from sparse_reference import (  # noqa: F401 - re-exported for the tests
+    CODINGS,
+    SILENT,
+    decode,
+    encode,
+    g_value,
+    level,
+    near_boundary,
+)
 from torch import Tensor, nn
 
-SILENT = -1
-CODINGS = ("paper", "sparse")
 EXACT_EPS = 2.0**-16  # BatchNorm eps of the exact (dyadic) BatchNorms
 
 
@@ -85,50 +95,6 @@ def _check_coding(coding: str) -> str:
     if coding not in CODINGS:
         raise ValueError(f"coding must be one of {CODINGS}, got {coding!r}")
     return coding
-
-
-def level(x: Tensor, L: float) -> Tensor:
-    """``ceil(L ln(1 + x))`` in float64 (``x`` clamped at 0: ``level(0) = 0``)."""
-    return torch.ceil(float(L) * torch.log1p(x.double().clamp(min=0)))
-
-
-def encode(values: Tensor, L: float, coding: str) -> Tensor:
-    """Spike times (int64) of population values: ``T(max(v, 0))`` (paper) or ``T(v)`` with
-    ``-1`` for ``v <= 0`` (sparse)."""
-    v = values.double()
-    t = level(v, L)
-    if _check_coding(coding) == "sparse":
-        t = torch.where(v > 0, t, torch.full_like(t, SILENT))
-    return t.to(torch.int64)
-
-
-def decode(times: Tensor, L: float, coding: str) -> Tensor:
-    """``G``: the float64 value a spike at integer time ``t`` stands for, ``exp(t * (1/L))``;
-    a silent neuron (``t < 0``, sparse only) stands for 0."""
-    g = torch.exp(times.double() * (1.0 / float(L)))
-    if _check_coding(coding) == "sparse":
-        g = torch.where(times >= 0, g, torch.zeros_like(g))
-    return g
-
-
-def g_value(x: Tensor, L: float, coding: str) -> Tensor:
-    """``G(max(x, 0))`` (paper) or ``G_s(x)`` (sparse), straight from the definition."""
-    v = x.double()
-    g = torch.exp(torch.ceil(float(L) * torch.log1p(v.clamp(min=0))) * (1.0 / float(L)))
-    if _check_coding(coding) == "sparse":
-        g = torch.where(v > 0, g, torch.zeros_like(g))
-    return g
-
-
-def near_boundary(pre: Tensor, scale: Tensor, L: float, rel: float = 1e-9) -> Tensor:
-    """Neurons whose pre-activation lies within ``rel * max(scale, |pre|)`` of a level
-    boundary ``exp(k/L) - 1`` (``k >= 0``; ``k = 0`` is also the boundary to silence at 0)."""
-    a = pre.double()
-    u = float(L) * torch.log1p(a.clamp(min=0))
-    lo = torch.expm1(torch.floor(u) / float(L))
-    hi = torch.expm1(torch.ceil(u) / float(L))
-    dist = torch.minimum(torch.minimum((a - lo).abs(), (a - hi).abs()), a.abs())
-    return dist <= rel * torch.maximum(scale.double(), a.abs())
 
 
 # --------------------------------------------------------------------------------------
