@@ -216,3 +216,56 @@ def test_small_layers_run_in_float64(monkeypatch):
     assert certified._macs(layer, t_in) == 2 * 8 * 8 * 8 * 27
     big = _synapse(nn.Conv2d(64, 64, 3, stride=2, padding=1), 5.0)
     assert certified._macs(big, torch.zeros(256, 64, 32, 32)) == 256 * 64 * 16 * 16 * 576
+
+
+def _exact_T(a: torch.Tensor, L: float) -> torch.Tensor:
+    """T(a) in float64 for a level test (boundaries exp(k/L) - 1)."""
+    return torch.ceil(L * torch.log1p(a.double().clamp(min=0)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(L=st.sampled_from([1.0, 2.0, 5.0, 8.0]), gamma_exp=st.integers(-7, -3),
+       seed=st.integers(0, 2**31 - 1), linear=st.booleans())  # fmt: skip
+def test_level_test_flags_every_neuron_an_error_could_move(L, gamma_exp, seed, linear):
+    """Unflagged neurons keep their T for every A' within the error bound; values placed
+    on, just below and just above level boundaries (and below zero) included."""
+    from tdsnn.snn.certified import level_test
+
+    gen = torch.Generator().manual_seed(seed)
+    shape = (6, 40) if linear else (3, 5, 4, 6)
+    k = torch.randint(0, 30, shape, generator=gen).double()
+    offset = (torch.rand(shape, generator=gen, dtype=torch.float64) - 0.5)
+    scale = torch.where(torch.rand(shape, generator=gen) < 0.5, 1e-6, 0.5).double()
+    A = (torch.expm1(k / L) + offset * scale).float()  # near or between boundaries
+    A.view(-1)[:7] = torch.tensor([0.0, -0.0, -1e-8, -3.0, 1e-30, -0.05, 2.0**-126])
+    size_shape = (shape[0], 1) if linear else (shape[0], 1, *shape[2:])
+    size = torch.rand(size_shape, generator=gen) * 10 + 0.1
+    channel = torch.rand(shape[1], generator=gen) + 0.5
+    gamma = 10.0**gamma_exp
+    t, flat = level_test(A, size, gamma, L, channel, offset=0.25)
+    flagged = torch.zeros(A.numel(), dtype=torch.bool)
+    flagged[flat] = True
+    assert torch.equal(flat, torch.sort(flat).values)  # ascending, no duplicates
+    assert flat.unique().numel() == flat.numel()
+    bound = (size * channel.reshape((1, -1) + (1,) * (A.dim() - 2)) + 0.25).double() * gamma
+    safe = ~flagged.reshape(A.shape)
+    for sign in (-1.0, -0.5, 0.0, 0.5, 1.0):  # the ends and inside of A +- bound
+        moved = _exact_T(A.double() + sign * bound, L)
+        assert torch.equal(moved[safe], t.double()[safe]), (sign, L, gamma)
+    # and the test is not empty-handed: values 1e-6 from a boundary are flagged at gamma >= 1e-5
+    if gamma_exp >= -5:
+        close = ((offset.abs() * scale < 1e-7) & (k > 0)).reshape(-1)
+        close[:7] = False  # the special values written over the first neurons
+        assert bool(flagged[close].all())
+
+
+def test_level_test_matches_the_float64_times_away_from_boundaries():
+    from tdsnn.snn.certified import level_test
+
+    gen = torch.Generator().manual_seed(3)
+    A = (torch.rand(64, 8, 5, 5, generator=gen) * 40 - 5).float()
+    t, flat = level_test(A, torch.full((64, 1, 5, 5), 1.0), 1e-6, 5.0)
+    keep = torch.ones(A.numel(), dtype=torch.bool)
+    keep[flat] = False
+    assert torch.equal(t.reshape(-1)[keep].double(), _exact_T(A, 5.0).reshape(-1)[keep])
+    assert flat.numel() < 0.01 * A.numel()

@@ -17,8 +17,9 @@ convolution (no Winograd or FFT), which :func:`certified_conditions` sets up, or
 declines to, per device.
 
 A layer runs in float32; every neuron whose float32 ``A`` is farther than that
-bound from a boundary provably has the reference spike time.  The few others
-(typically well under 1 %) are recomputed in float64 from their receptive field
+bound from a boundary provably has the reference spike time (:func:`level_test`, in
+level space: one ``log1p`` per neuron, as plain float32 needs anyway).  The few
+others (typically 0.1-3 %) are recomputed in float64 from their receptive field
 with a float64 bound, and the ones that even float64 cannot decide get the exact
 test.  Small layers run in float64 and go through the same float64 bound and exact
 test.  The number of neurons at each step is reported.
@@ -47,8 +48,9 @@ REPAIR_CHUNK = 1 << 18  # elements gathered at a time by the repair (small: no f
 COARSE_CHUNK = 1 << 18  # elements per slice of the boundary test
 FULL_FLOAT64_SHARE = 0.2  # above this share of uncertain neurons, redo the layer in float64
 # Below this many multiply-accumulates a float64 layer costs less than the certified
-# pass's fixed overhead (measured on CPU, benchmarks/): such layers simply run in float64.
-SMALL_LAYER_MACS = 1 << 24
+# pass's fixed overhead (measured on CPU, 2026-12-02: a first conv layer of 14 M MACs ran
+# 3x faster certified than in float64): such layers simply run in float64.
+SMALL_LAYER_MACS = 1 << 16
 
 
 SPOT_CHECK = 16  # neurons per layer and batch that the run-time spot check recomputes
@@ -252,18 +254,23 @@ def near_boundaries(
     else:
         w_norm, b_abs = _weight_norms(layer, A.device)
         patch = _patch_norm(layer, g)
-        size = patch * float(w_norm.max())
-        size.add_(float(b_abs.max()))
-    # delta: gamma |W| G plus the error of the test itself (E = exp(t/L), the
-    # subtractions, in A's dtype), all relative to 1 + |A| <= 1 + size.
-    slack = g_error + 8.0 * u + margin
-    delta = size.mul_(gamma + 2.0 * slack).add_(2.0 * slack)
-    t, flat = _coarse_test(A, delta, L)
+        size = None
+    if size is None and margin == 0.0 and A.dtype == torch.float32:
+        t, flat = level_test(A, patch, gamma, L, w_norm, float(b_abs.max()))
+    else:
+        if size is None:
+            size = patch * float(w_norm.max())
+            size.add_(float(b_abs.max()))
+        # delta: gamma |W| G plus the error of the test itself (E = exp(t/L), the
+        # subtractions, in A's dtype), all relative to 1 + |A| <= 1 + size.
+        slack = g_error + 8.0 * u + margin
+        delta = size.mul_(gamma + 2.0 * slack).add_(2.0 * slack)
+        t, flat = _coarse_test(A, delta, L)
     report = Certification(int(t.numel()), int(flat.shape[0]), 0, 0, not low_precision)
     empty = torch.empty(0, dtype=torch.long, device=A.device)
     if low_precision and flat.shape[0] > FULL_FLOAT64_SHARE * t.numel():
         return None
-    flagged = torch.stack(torch.unravel_index(flat, t.shape), dim=1)
+    flagged = unravel(flat, t.shape)
     better = A.reshape(-1)[flat].double()
     if flat.shape[0] == 0:
         return Found(t, flagged, better, empty, better, L, report)
@@ -279,19 +286,15 @@ def near_boundaries(
     open_ = (~_settled(better, size * gamma, L, margin)).nonzero().squeeze(1)
     report.gathered = int(open_.shape[0])
     if open_.shape[0] and low_precision and layer.kind != "avgpool":
-        # Their receptive fields summed again in float64 from the float32 G: the products
-        # of float32 numbers are exact in float64, so the float32 error of G, a few ulp,
-        # is left against n ulp for the float32 sum.
+        # Their receptive fields summed again in float64, with the float64 G of the
+        # reference: float64's own error only.  ``size`` came from the float32 G, off
+        # by at most its relative error g_error.
         open_ = open_[torch.argsort(channel[open_], stable=True)]
         n = layer.fan_in() + 1
-        a = _field_sums(layer, g, flagged[open_])
+        a = _field_sums(layer, t_in, flagged[open_])
         better[open_] = a
-        open_ = open_[~_settled(a, size[open_] * (g_error * 1.01 + 8.0 * n * U64), L, margin)]
-        if open_.shape[0]:  # then with the float64 G of the reference: float64's error only
-            a = _field_sums(layer, t_in, flagged[open_], exact=True)
-            better[open_] = a
-            bound = size[open_] * (1.0 + 1e-5) * (2.02 * n * U64)
-            open_ = open_[~_settled(a, bound, L, margin)]
+        bound = size[open_] * (1.0 + 2.0 * g_error + 1e-5) * (2.02 * n * U64)
+        open_ = open_[~_settled(a, bound, L, margin)]
     report.recomputed = int(open_.shape[0])
     exact = exact or (lambda where: _exact_times(layer, t_in, where))
     exact_t = exact(flagged[open_]) if open_.shape[0] else better[:0]
@@ -358,7 +361,7 @@ def spot_check(
     t_in, t_out = t_in[sample : sample + 1], t_out[sample : sample + 1]
     total = t_out.numel()
     flat = torch.randint(total, (min(count, total),), generator=generator).to(t_out.device)
-    where = torch.stack(torch.unravel_index(flat, t_out.shape), dim=1)
+    where = unravel(flat, t_out.shape)
     if layer.kind == "avgpool":
         reference = _exact_times(layer, t_in, where)
     else:
@@ -406,6 +409,67 @@ def compare_spot(
         )
 
 
+def level_test(
+    A: Tensor,
+    size: Tensor,
+    gamma: float,
+    L: float,
+    channel_scale: Tensor | None = None,
+    offset: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """``T(A)`` of a float32 ``A``, and the flat indices (ascending) of the neurons whose
+    ``T`` an error of ``gamma * (size * channel_scale + offset)`` in ``A`` could change
+    (``size`` per position, broadcast over channels; ``channel_scale`` per output
+    channel, default 1: for a synapse layer ``||G_patch|| ||W_c|| + max |b|``).
+
+    The test runs in level space, ``Y(a) = L ln(1 + max(a, f))`` with ``f = exp(-1/(2L)) -
+    1``: ``T = ceil(Y)`` for every ``a`` (``Y`` lies in ``[-1/2, 0]`` for ``a <= 0``), and
+    ``Y`` is Lipschitz with constant ``L / (1 + f)``, so an error ``e`` of ``A`` moves
+    ``Y`` by at most ``eps = L e / (1 + f)``.  A neuron is safe when the computed ``Y``
+    is farther than ``eps + eta`` from the nearest integer, ``eta`` bounding float32's
+    own error in ``Y`` (``log1p`` within 4 ulp, the product with ``L``, the distance).
+    One transcendental pass and no full-size comparison: the distances are reduced per
+    plane (a sample's channel, or a sample of a linear layer), and only the planes that
+    come near a boundary are searched.  Runs in slices of a few samples (cache-resident).
+    """
+    f32 = torch.finfo(torch.float32)
+    floor = float(torch.tensor(math.expm1(-0.5 / L), dtype=torch.float32))
+    factor = gamma * L / (1.0 + floor) * (1.0 + 1e-5)  # error of A -> error of Y
+    if channel_scale is None:
+        eps, scale = size * factor, None
+    else:  # eps = size * scale_c, added in one pass (addcmul) below
+        eps = size
+        shape = (1, -1) + (1,) * (A.dim() - 2)
+        scale = (channel_scale.to(A.dtype) * factor).reshape(shape)
+    t = torch.empty_like(A)
+    y = torch.empty_like(A)
+    planes = A.shape[1] if A.dim() > 2 else 1
+    step = max(1, COARSE_CHUNK // max(A[0].numel(), 1))
+    tops = []
+    for start in range(0, A.shape[0], step):
+        rows = slice(start, start + step)
+        a, part, r = A[rows], t[rows], y[rows]
+        torch.clamp(a, min=floor, out=r)
+        r.log1p_().mul_(L)
+        torch.ceil(r, out=part)
+        # |Y - T + 1/2| + eps >= 1/2 - eta: within eps + eta of a level boundary.
+        r.sub_(part).add_(0.5).abs_()
+        here = eps if eps.shape[0] == 1 else eps[rows]
+        r.add_(here) if scale is None else r.addcmul_(here, scale)
+        tops.append(r.reshape(r.shape[0] * planes, -1).amax(dim=1))
+    if A.numel() == 0:
+        return t, torch.empty(0, dtype=torch.long, device=A.device)
+    top = float(t.max())
+    eta = 10.0 * f32.eps / 2.0 * (abs(top) + 1.0) + 2.0**-22  # u = eps / 2
+    threshold = 0.5 - eta - offset * factor
+    # NaN distances (an overflowing A) are caught by the range check of the times.
+    near_planes = (torch.cat(tops) >= threshold).nonzero().squeeze(1)
+    distances = y.reshape(A.shape[0] * planes, -1)
+    hits = (distances.index_select(0, near_planes) >= threshold).nonzero()
+    flat = near_planes[hits[:, 0]] * distances.shape[1] + hits[:, 1]
+    return t, flat
+
+
 def _coarse_test(A: Tensor, delta: Tensor, L: float) -> tuple[Tensor, Tensor]:
     """``T(A)`` for every neuron, and the flat indices of those within ``delta`` (per sample
     and position, broadcast over channels) of a level boundary.
@@ -437,6 +501,17 @@ def _coarse_test(A: Tensor, delta: Tensor, L: float) -> tuple[Tensor, Tensor]:
             found.append(hits + start * per_sample)
     flat = torch.cat(found) if found else torch.empty(0, dtype=torch.long, device=A.device)
     return t, flat
+
+
+def unravel(flat: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
+    """Row-major indices of the flat positions ``flat`` (``m x len(shape)``); a few integer
+    operations, where ``torch.unravel_index`` costs more for the small sets used here."""
+    columns = []
+    for size in reversed(tuple(shape)[1:]):
+        columns.append(flat % size)
+        flat = flat // size
+    columns.append(flat)
+    return torch.stack(columns[::-1], dim=1)
 
 
 def _settled(a: Tensor, bound: Tensor, L: float, margin: float = 0.0) -> Tensor:
@@ -538,25 +613,23 @@ def _patch_at(layer: SpikingSynapse, patch: Tensor, flagged: Tensor) -> Tensor:
     return patch[tuple(flagged.t())]
 
 
-def _field_sums(
-    layer: SpikingSynapse, source: Tensor, where: Tensor, exact: bool = False
-) -> Tensor:
+def _field_sums(layer: SpikingSynapse, t_in: Tensor, where: Tensor) -> Tensor:
     """``W G + b`` in float64 for the neurons at ``where`` (rows sorted by output channel),
-    from their receptive fields in ``source``.
-
-    ``source`` is the float32 ``G``: the products of float32 numbers are exact in float64,
-    so only the float32 error of ``G`` (and float64's own) is left.  With ``exact``, it
-    holds the input spike times and ``G`` is computed in float64.
-    """
-    rows = _weights(layer, source.device)["rows64"]  # (C_out, K + 1): bias last
-    # Padding is silence, G = 0: a spike time of -inf there.
-    fields = ReceptiveFields(layer, source, fill=-math.inf if exact else 0.0)
+    from their receptive fields, with the float64 ``G`` of the reference: only float64's
+    own rounding is left.  ``G`` is computed once on the samples that ``where`` names."""
+    rows = _weights(layer, t_in.device)["rows64"]  # (C_out, K + 1): bias last
+    bias = rows[where[:, 1], -1]
+    samples, local = torch.unique(where[:, 0], return_inverse=True)
+    if samples.shape[0] < t_in.shape[0]:  # the table holds only the samples needed
+        t_in = t_in.index_select(0, samples)
+        where = torch.cat([local[:, None], where[:, 1:]], dim=1)
+    source = spike_value(t_in, layer.L, torch.float64)  # silent (-inf): G = 0
+    fields = ReceptiveFields(layer, source, fill=0.0)  # padding is silence, G = 0
     out = torch.empty(where.shape[0], dtype=torch.float64, device=source.device)
     per_chunk = max(1, REPAIR_CHUNK // rows.shape[1])
     for start in range(0, where.shape[0], per_chunk):
         chunk = where[start : start + per_chunk]
         values = fields.at(chunk)
-        values = spike_value(values, layer.L, torch.float64) if exact else values.double()
         channels, counts = torch.unique_consecutive(chunk[:, 1], return_counts=True)
         if len(channels) * 8 > len(chunk):  # few rows per channel: gather the weights too
             weights = rows.index_select(0, chunk[:, 1])[:, :-1]
@@ -567,7 +640,7 @@ def _field_sums(
             torch.mv(values[first - start : first - start + count], rows[channel, :-1],
                      out=out[first : first + count])
             first += count
-    out += rows[where[:, 1], -1]
+    out += bias
     return out
 
 

@@ -25,7 +25,6 @@ from .certified import (
     U64,
     Certification,
     ReceptiveFields,
-    _coarse_test,
     _macs,
     _patch_norm,
     _settled,
@@ -33,7 +32,9 @@ from .certified import (
     _weights,
     apply,
     compare_spot,
+    level_test,
     near_boundaries,
+    unravel,
 )
 from .exact import exact_spike_times
 from .layers import SpikingSynapse
@@ -113,16 +114,13 @@ def junction_spike_times(
     g_error = (2.0 * t_max / L + 4.0) * U32
     gamma = 1.01 * n * U32 / (1.0 - n * U32) + g_error + 4.0 * n * U64
     gamma *= 1.0 + 2.0 * gamma
-    size = _branch_sizes(layer, g)
-    slack = g_error + 8.0 * U32
-    delta = size.mul_(gamma + 2.0 * slack).add_(2.0 * slack)
-    t, flat = _coarse_test(A, delta, L)
+    t, flat = level_test(A, _branch_sizes(layer, g), gamma, L)
     report = Certification(int(t.numel()), int(flat.shape[0]), 0, 0, False)
     if flat.shape[0] > FULL_FLOAT64_SHARE * t.numel():
         return junction_float64_times(layer, t_ins)
     if flat.shape[0] == 0:
         return t, report
-    where = torch.stack(torch.unravel_index(flat, t.shape), dim=1)
+    where = unravel(flat, t.shape)
     report.gathered = int(where.shape[0])
     times = torch.empty(where.shape[0], dtype=torch.float64, device=A.device)
     per_chunk = max(1, REPAIR_CHUNK // max(n, 1))

@@ -185,7 +185,7 @@ class SpikingMaxPool(nn.Module):
 
     def pool_times(self, times: Tensor) -> Tensor:
         """Output spike times: the latest input time in each window (padding ignored)."""
-        return F.max_pool2d(times, **self.pool_args)
+        return window_max(times, **self.pool_args)
 
     def window_count(self, x: Tensor) -> Tensor:
         """Sum of ``x`` over each window (padding is absent): used by the clocked neurons."""
@@ -226,6 +226,39 @@ class SpikeFlatten(nn.Module):
 
     def forward(self, times: Tensor) -> Tensor:
         return times.flatten(1)
+
+
+def window_max(
+    x: Tensor,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    ceil_mode: bool = False,
+) -> Tensor:
+    """``F.max_pool2d(x, ...)``, the same values, as running maxima of strided views.
+
+    A maximum is exact, so any evaluation order gives PyTorch's result; this one is
+    separable (rows, then columns) and streams through memory, several times faster
+    than ``max_pool2d`` on CPU for the small windows of CNNs.  Padding and ``ceil_mode``
+    windows that overhang the input take the general kernel.
+    """
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride if stride is not None else kernel_size)
+    if _pair(padding) != (0, 0) or x.dim() != 4 or x.device.type != "cpu":
+        return F.max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode)
+    height, width = x.shape[2:]
+    if height < kh or width < kw:
+        return F.max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode)
+    out_h, out_w = (height - kh) // sh + 1, (width - kw) // sw + 1
+    if ceil_mode and ((height - kh) % sh or (width - kw) % sw):
+        return F.max_pool2d(x, kernel_size, stride, padding, ceil_mode=ceil_mode)
+    rows = x[:, :, 0 : sh * (out_h - 1) + 1 : sh]
+    for dy in range(1, kh):
+        rows = torch.maximum(rows, x[:, :, dy : dy + sh * (out_h - 1) + 1 : sh])
+    out = rows[..., 0 : sw * (out_w - 1) + 1 : sw]
+    for dx in range(1, kw):
+        out = torch.maximum(out, rows[..., dx : dx + sw * (out_w - 1) + 1 : sw])
+    return out.clone() if kh == kw == 1 else out.contiguous()  # never a view of ``x``
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
