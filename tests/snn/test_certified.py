@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -51,15 +52,17 @@ def _synapse(module: nn.Module, L: float) -> SpikingSynapse:
     groups=st.sampled_from([1, 2]),
     L=st.sampled_from([1.0, 2.5, 5.0, 8.0]),
     seed=st.integers(0, 10_000),
+    channels=st.sampled_from([4, 40]),  # 40 x 3 x 3 = 360 terms: split into partial sums
 )
-def test_conv_layers_on_boundaries_match_float64(kernel, stride, padding, dilation, groups, L, seed):
+def test_conv_layers_on_boundaries_match_float64(kernel, stride, padding, dilation, groups, L, seed,
+                                                 channels):  # fmt: skip
     if padding == "same":
         stride = 1
     gen = torch.Generator().manual_seed(seed)
-    conv = nn.Conv2d(4, 32, kernel, stride, padding, dilation, groups)
+    conv = nn.Conv2d(channels, 32, kernel, stride, padding, dilation, groups)
     with torch.no_grad():
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.3)
-    t_in = torch.randint(0, 15, (3, 4, 7, 7), generator=gen).float()
+    t_in = torch.randint(0, 15, (3, channels, 7, 7), generator=gen).float()
     g = spike_value(t_in, L, torch.float64)
     _on_boundaries(conv, g, L, gen)
     layer = _synapse(conv, L)
@@ -224,7 +227,7 @@ def _exact_T(a: torch.Tensor, L: float) -> torch.Tensor:
 
 
 @settings(max_examples=40, deadline=None)
-@given(L=st.sampled_from([1.0, 2.0, 5.0, 8.0]), gamma_exp=st.integers(-7, -3),
+@given(L=st.sampled_from([0.5, 1.0, 2.0, 5.0, 8.0]), gamma_exp=st.integers(-7, -3),
        seed=st.integers(0, 2**31 - 1), linear=st.booleans())  # fmt: skip
 def test_level_test_flags_every_neuron_an_error_could_move(L, gamma_exp, seed, linear):
     """Unflagged neurons keep their T for every A' within the error bound; values placed
@@ -269,3 +272,34 @@ def test_level_test_matches_the_float64_times_away_from_boundaries():
     keep[flat] = False
     assert torch.equal(t.reshape(-1)[keep].double(), _exact_T(A, 5.0).reshape(-1)[keep])
     assert flat.numel() < 0.01 * A.numel()
+
+
+@settings(max_examples=30, deadline=None)
+@given(kind=st.sampled_from(["conv", "linear"]), width=st.integers(100, 900),
+       seed=st.integers(0, 10_000))  # fmt: skip
+def test_split_sums_stay_within_their_rounding_bound(kind, width, seed):
+    """``split_affine``'s float32 A is within gamma(terms) (|W| G + |b|) of the exact A, and a
+    receptive field longer than SPLIT_TERMS is really split (its bound is shorter)."""
+    from tdsnn.snn import certified
+
+    gen = torch.Generator().manual_seed(seed)
+    channels = max(1, width // 9) if kind == "conv" else width
+    module = nn.Conv2d(channels, 8, 3, padding=1) if kind == "conv" else nn.Linear(channels, 8)
+    with torch.no_grad():
+        module.weight.copy_(torch.randn(module.weight.shape, generator=gen))
+        module.bias.copy_(torch.randn(8, generator=gen) * 10)
+    layer = _synapse(module, 5.0)
+    shape = (4, channels, 6, 6) if kind == "conv" else (4, channels)
+    t_in = torch.randint(0, 30, shape, generator=gen).float()
+    g32 = spike_value(t_in, 5.0, torch.float32)
+    A, terms = certified.split_affine(layer, g32)
+    fan_in = layer.fan_in()
+    if fan_in > certified.SPLIT_TERMS:
+        assert terms < fan_in
+    g64 = g32.double()  # the G the float32 sum saw, exactly
+    w64, b64 = layer.dnn_weight.double(), layer.dnn_bias.double()
+    ops = (lambda x, w, b: F.conv2d(x, w, b, padding=1)) if kind == "conv" else F.linear
+    exact = ops(g64, w64, b64)  # float64: its own error is far below float32's bound
+    size = ops(g64, w64.abs(), b64.abs())
+    gamma = 1.01 * terms * certified.U32 / (1.0 - terms * certified.U32)
+    assert bool(((A.double() - exact).abs() <= gamma * size * (1 + 1e-6) + 1e-300).all())

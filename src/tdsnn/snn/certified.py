@@ -48,9 +48,10 @@ REPAIR_CHUNK = 1 << 18  # elements gathered at a time by the repair (small: no f
 COARSE_CHUNK = 1 << 18  # elements per slice of the boundary test
 FULL_FLOAT64_SHARE = 0.2  # above this share of uncertain neurons, redo the layer in float64
 # Below this many multiply-accumulates a float64 layer costs less than the certified
-# pass's fixed overhead (measured on CPU, 2026-12-02: a first conv layer of 14 M MACs ran
-# 3x faster certified than in float64): such layers simply run in float64.
-SMALL_LAYER_MACS = 1 << 16
+# pass's fixed overhead of about 1 ms (measured on CPU, 2026-12-02: a first conv layer of
+# 14 M MACs ran 3x faster certified than in float64, LeNet-5 at batch 1 3x slower): such
+# layers simply run in float64.
+SMALL_LAYER_MACS = 1 << 23
 
 
 SPOT_CHECK = 16  # neurons per layer and batch that the run-time spot check recomputes
@@ -179,9 +180,9 @@ def certified_spike_times(
     if layer.kind == "avgpool" or _macs(layer, t_in) < SMALL_LAYER_MACS:
         return float64_spike_times(layer, t_in)
     g = spike_value(t_in, layer.L, torch.float32)
-    A = layer.affine(g)
+    A, terms = split_affine(layer, g)
     g_error = (2.0 * t_max / layer.L + 4.0) * U32  # t * (1/L) rounds twice, exp a few ulp
-    found = near_boundaries(layer, A, g, t_in, _error_factor(layer, g_error), g_error)
+    found = near_boundaries(layer, A, g, t_in, _error_factor(layer, g_error, terms), g_error)
     if found is None:
         return float64_spike_times(layer, t_in)
     return apply(found), found.report
@@ -423,45 +424,52 @@ def level_test(
     channel, default 1: for a synapse layer ``||G_patch|| ||W_c|| + max |b|``).
 
     The test runs in level space, ``Y(a) = L ln(1 + max(a, f))`` with ``f = exp(-1/(2L)) -
-    1``: ``T = ceil(Y)`` for every ``a`` (``Y`` lies in ``[-1/2, 0]`` for ``a <= 0``), and
-    ``Y`` is Lipschitz with constant ``L / (1 + f)``, so an error ``e`` of ``A`` moves
-    ``Y`` by at most ``eps = L e / (1 + f)``.  A neuron is safe when the computed ``Y``
-    is farther than ``eps + eta`` from the nearest integer, ``eta`` bounding float32's
-    own error in ``Y`` (``log1p`` within 4 ulp, the product with ``L``, the distance).
-    One transcendental pass and no full-size comparison: the distances are reduced per
-    plane (a sample's channel, or a sample of a linear layer), and only the planes that
-    come near a boundary are searched.  Runs in slices of a few samples (cache-resident).
+    1``: ``T = ceil(Y)`` for every ``a`` (``Y`` lies in ``[-1/2, 0]`` for ``a <= 0``).
+    With ``c = max(A, f)``, an error ``e`` of ``A`` moves ``Y`` by at most
+    ``L e / (1 + c - e)`` (the slope of ``Y`` is ``L / (1 + a)`` above ``f``, 0 below).
+    The test uses ``eps = kappa L e / (1 + c)`` with ``kappa = 1 / (1 - 1/(2L))``: a
+    neuron it accepts has ``eps < 1/2``, so ``rho = e / (1 + c) < 1/(2L)`` and
+    ``L e / (1 + c - e) = L e / ((1 + c)(1 - rho)) <= eps`` (for ``L <= 1/2``, the global
+    slope ``L / (1 + f)`` instead).  A neuron is safe when the computed ``Y`` is farther
+    than ``eps + eta`` from the nearest integer, ``eta`` bounding float32's own error in
+    ``Y`` (``log1p`` within 4 ulp, the product with ``L``, the distance).  One
+    transcendental pass and no full-size comparison: the distances are reduced per plane
+    (a sample's channel, or a sample of a linear layer), and only the planes that come
+    near a boundary are searched.  Runs in slices of a few samples (cache-resident).
     """
     f32 = torch.finfo(torch.float32)
     floor = float(torch.tensor(math.expm1(-0.5 / L), dtype=torch.float32))
-    factor = gamma * L / (1.0 + floor) * (1.0 + 1e-5)  # error of A -> error of Y
-    if channel_scale is None:
-        eps, scale = size * factor, None
-    else:  # eps = size * scale_c, added in one pass (addcmul) below
-        eps = size
-        shape = (1, -1) + (1,) * (A.dim() - 2)
-        scale = (channel_scale.to(A.dtype) * factor).reshape(shape)
+    relative = L > 0.5  # eps relative to 1 + c, per neuron
+    kappa = 1.0 / (1.0 - 0.5 / L) if relative else 1.0 / (1.0 + floor)
+    factor = gamma * L * kappa * (1.0 + 1e-5)  # error of A -> error of Y (times 1 + c)
+    shape = (1, -1) + (1,) * (A.dim() - 2)
+    scale = None if channel_scale is None else (channel_scale.to(A.dtype) * factor).reshape(shape)
+    eps = size * factor if scale is None else size
     t = torch.empty_like(A)
     y = torch.empty_like(A)
     planes = A.shape[1] if A.dim() > 2 else 1
     step = max(1, COARSE_CHUNK // max(A[0].numel(), 1))
+    inverse = torch.empty_like(A[:step]) if relative else None
     tops = []
     for start in range(0, A.shape[0], step):
         rows = slice(start, start + step)
         a, part, r = A[rows], t[rows], y[rows]
         torch.clamp(a, min=floor, out=r)
+        here = eps if eps.shape[0] == 1 else eps[rows]
+        if relative:  # e / (1 + c), per neuron
+            assert inverse is not None
+            here = torch.add(r, 1.0, out=inverse[: r.shape[0]]).reciprocal_().mul_(here)
         r.log1p_().mul_(L)
         torch.ceil(r, out=part)
         # |Y - T + 1/2| + eps >= 1/2 - eta: within eps + eta of a level boundary.
         r.sub_(part).add_(0.5).abs_()
-        here = eps if eps.shape[0] == 1 else eps[rows]
         r.add_(here) if scale is None else r.addcmul_(here, scale)
         tops.append(r.reshape(r.shape[0] * planes, -1).amax(dim=1))
     if A.numel() == 0:
         return t, torch.empty(0, dtype=torch.long, device=A.device)
     top = float(t.max())
     eta = 10.0 * f32.eps / 2.0 * (abs(top) + 1.0) + 2.0**-22  # u = eps / 2
-    threshold = 0.5 - eta - offset * factor
+    threshold = 0.5 - eta - offset * factor / (1.0 + floor)
     # NaN distances (an overflowing A) are caught by the range check of the times.
     near_planes = (torch.cat(tops) >= threshold).nonzero().squeeze(1)
     distances = y.reshape(A.shape[0] * planes, -1)
@@ -540,17 +548,65 @@ def _macs(layer: SpikingSynapse, t_in: Tensor) -> int:
     return t_in.shape[0] * out_features * height * width * layer.fan_in()
 
 
-def _error_factor(layer: SpikingSynapse, g_error: float) -> float:
+def split_affine(layer: SpikingSynapse, g: Tensor) -> tuple[Tensor, int]:
+    """``A = W g + b`` in float32, and the length of the longest chain of float32
+    additions in it (the ``n`` of the rounding bound ``gamma_n``).
+
+    A sum of ``n`` products rounds up to ``gamma_n`` of its magnitude, so a layer with a
+    long receptive field is computed as ``k`` partial products over groups of input
+    channels, each at most ``SPLIT_TERMS`` terms, added in float32: the bound becomes
+    ``gamma_{n/k + k}``, which flags several times fewer neurons near a level boundary
+    for the cost of ``k`` smaller convolutions (the same multiply-accumulates).
+    """
+    n = layer.fan_in()
+    grouped = layer.kind == "conv" and layer.conv_args["groups"] != 1
+    if layer.kind not in ("conv", "linear") or grouped or n <= SPLIT_TERMS:
+        return layer.affine(g), n + 2  # the products and the bias, and its float32 rounding
+    parts = _weight_parts(layer, g.device, math.ceil(n / SPLIT_TERMS))
+    A: Tensor | None = None
+    longest = 0
+    for (low, high), weight in parts:
+        bias = layer.dnn_bias.to(g.dtype) if A is None and layer.dnn_bias is not None else None
+        x = g[:, low:high]
+        part = (F.conv2d(x, weight, bias, **layer.conv_args) if layer.kind == "conv"
+                else F.linear(x, weight, bias))  # fmt: skip
+        longest = max(longest, weight[0].numel() + (bias is not None))
+        A = part if A is None else A.add_(part)
+    assert A is not None
+    return A, longest + len(parts) + 1  # the partial sums' additions, the bias rounded
+
+
+SPLIT_TERMS = 160  # the longest float32 sum of products a certified layer forms
+
+
+def _weight_parts(layer: SpikingSynapse, device: torch.device, k: int) -> list:
+    """The float32 weights split into ``k`` groups of input channels (contiguous, cached)."""
+    w = layer.dnn_weight
+    key = (w.data_ptr(), w._version, str(device), k)
+    cached = getattr(layer, "_split_cache", None)
+    if cached is None or cached[0] != key:
+        channels = w.shape[1]
+        k = min(k, channels)
+        edges = [round(i * channels / k) for i in range(k + 1)]
+        parts = [((lo, hi), w[:, lo:hi].detach().float().contiguous().to(device))
+                 for lo, hi in zip(edges, edges[1:]) if hi > lo]  # fmt: skip
+        cached = (key, parts)
+        layer._split_cache = cached
+    return cached[1]
+
+
+def _error_factor(layer: SpikingSynapse, g_error: float, terms: int | None = None) -> float:
     """``gamma`` with ``|A_float32 - A_float64| <= gamma (|W| G + |b|)`` for this layer.
 
-    Covers the float32 sum of ``n`` products and the bias (``gamma_{n+1}``), the
-    float32 error ``g_error`` of ``G``, the float64 sum's own error, and the float32
-    error of computing the bound itself.
+    Covers the float32 sum of ``n`` products and the bias (``gamma_{n+1}``; ``terms``:
+    the longest chain of float32 additions, :func:`split_affine`), the float32 error
+    ``g_error`` of ``G``, the float64 sum's own error, and the float32 error of
+    computing the bound itself.
     """
-    n = layer.fan_in() + 2  # the products and the bias, and the bias rounded to float32
+    n = layer.fan_in() + 2 if terms is None else terms
     if n * U32 >= 0.01:
         return math.inf  # bound useless: the caller falls back to float64
-    gamma = 1.01 * n * U32 / (1.0 - n * U32) + g_error + 4.0 * n * U64
+    gamma = 1.01 * n * U32 / (1.0 - n * U32) + g_error + 4.0 * (layer.fan_in() + 2) * U64
     return gamma * (1.0 + 2.0 * gamma)
 
 
