@@ -473,6 +473,8 @@ def level_test(
     # NaN distances (an overflowing A) are caught by the range check of the times.
     near_planes = (torch.cat(tops) >= threshold).nonzero().squeeze(1)
     distances = y.reshape(A.shape[0] * planes, -1)
+    if near_planes.shape[0] * 4 > distances.shape[0]:  # most planes: search them all
+        return t, (distances.reshape(-1) >= threshold).nonzero().squeeze(1)
     hits = (distances.index_select(0, near_planes) >= threshold).nonzero()
     flat = near_planes[hits[:, 0]] * distances.shape[1] + hits[:, 1]
     return t, flat
@@ -679,13 +681,19 @@ def _field_sums(layer: SpikingSynapse, t_in: Tensor, where: Tensor) -> Tensor:
     if samples.shape[0] < t_in.shape[0]:  # the table holds only the samples needed
         t_in = t_in.index_select(0, samples)
         where = torch.cat([local[:, None], where[:, 1:]], dim=1)
-    source = spike_value(t_in, layer.L, torch.float64)  # silent (-inf): G = 0
-    fields = ReceptiveFields(layer, source, fill=0.0)  # padding is silence, G = 0
+    # G in float64 once on the input, or on the gathered fields when they are fewer values
+    # (padding and silent neurons are spike times of -inf: G = exp(-inf) = 0).
+    per_field = rows.shape[1] - 1
+    late = where.shape[0] * per_field < t_in.numel()
+    source = t_in if late else spike_value(t_in, layer.L, torch.float64)
+    fields = ReceptiveFields(layer, source, fill=-math.inf if late else 0.0)
     out = torch.empty(where.shape[0], dtype=torch.float64, device=source.device)
     per_chunk = max(1, REPAIR_CHUNK // rows.shape[1])
     for start in range(0, where.shape[0], per_chunk):
         chunk = where[start : start + per_chunk]
         values = fields.at(chunk)
+        if late:
+            values = spike_value(values, layer.L, torch.float64)
         channels, counts = torch.unique_consecutive(chunk[:, 1], return_counts=True)
         if len(channels) * 8 > len(chunk):  # few rows per channel: gather the weights too
             weights = rows.index_select(0, chunk[:, 1])[:, :-1]

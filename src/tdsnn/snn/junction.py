@@ -34,6 +34,7 @@ from .certified import (
     compare_spot,
     level_test,
     near_boundaries,
+    split_affine,
     unravel,
 )
 from .exact import exact_spike_times
@@ -108,11 +109,16 @@ def junction_spike_times(
         return junction_float64_times(layer, t_ins)
     L = layer.L
     g = [spike_value(t, L, torch.float32) for t in t_ins]
-    A = layer.affine(g[0])
+    # Each branch as split partial sums (split_affine), the branches added in float32: the
+    # longest chain of float32 additions is the longest branch's plus one per branch.
+    A, longest = split_affine(layer, g[0])
     for branch, gb in zip(layer.shortcuts, g[1:], strict=True):
-        A.add_(branch.affine(gb))
+        part, terms = split_affine(branch, gb)
+        A.add_(part)
+        longest = max(longest, terms)
+    chain = longest + len(t_ins)
     g_error = (2.0 * t_max / L + 4.0) * U32
-    gamma = 1.01 * n * U32 / (1.0 - n * U32) + g_error + 4.0 * n * U64
+    gamma = 1.01 * chain * U32 / (1.0 - chain * U32) + g_error + 4.0 * n * U64
     gamma *= 1.0 + 2.0 * gamma
     t, flat = level_test(A, _branch_sizes(layer, g), gamma, L)
     report = Certification(int(t.numel()), int(flat.shape[0]), 0, 0, False)
