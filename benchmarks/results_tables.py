@@ -37,6 +37,17 @@ PAPER_TABLE2 = {"snn_err": 0.92, "dnn_mult": 2239e3, "dnn_add": 2235e3,
                 "snn_mult": 1920e3, "snn_add": 3194e3}  # Zhang et al. 2019, Table 2 (L = 5)
 MAIN = ROOT / "docs" / "results" / "main" / "evaluation.json"
 TABLE2_MARKS = ("<!-- table2:begin -->", "<!-- table2:end -->")
+SWEEP = ROOT / "docs" / "results" / "main" / "sweep.json"
+SWEEP_MARKS = ("<!-- sweep:begin -->", "<!-- sweep:end -->")
+ALEXNET_SWEEP = ROOT / "docs" / "results" / "cifar_alexnet" / "sweep.json"
+ALEXNET_MARKS = ("<!-- alexnet-sweep:begin -->", "<!-- alexnet-sweep:end -->")
+PERFORMANCE = ROOT / "docs" / "performance.md"
+CERTIFIED_MARKS = ("<!-- certified-speed:begin -->", "<!-- certified-speed:end -->")
+SPEED_RUNS = (
+    (THROUGHPUT, "idle"),
+    (ROOT / "docs" / "performance" / "throughput_2threads.json", "idle"),
+    (ROOT / "docs" / "performance" / "throughput_2threads_busy.json", "busy"),
+)
 
 
 def _row(name: str, snn_err: float, spikes: float, events: float, macs: float,
@@ -122,6 +133,36 @@ def speed_table() -> str:
     return "\n".join(rows)
 
 
+def certified_speed_table() -> str:
+    """Issue 10's configurations: the certified closed form against the DNN on LeNet-5 and
+    the VGG-11-style network, batch 32 and 256, with 1 and 2 threads (idle) and 2 threads
+    with the other core busy, each from its own committed throughput run."""
+    lines = [
+        "| network | batch | threads | other core | certified / DNN | plain float32 / DNN | "
+        "float64 / DNN | DNN images/s | target 0.8 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for path, load in SPEED_RUNS:
+        if not path.exists():
+            continue
+        result = json.loads(path.read_text())
+        for net in result["networks"]:
+            if net["role"] not in ("lenet5", "vgg"):
+                continue
+            for row in net["rows"]:
+                if row["batch"] not in (32, 256):
+                    continue
+                m = row["modes"]
+                ratio = m["closed_form"]["ratio_to_dnn"]
+                lines.append(
+                    f"| {SHORT_LABELS[net['role']]} | {row['batch']} | {result['threads']} | {load} | "
+                    f"{ratio:.2f}x | {m['closed_form_f32']['ratio_to_dnn']:.2f}x | "
+                    f"{m['closed_form_f64']['ratio_to_dnn']:.2f}x | {m['dnn']['images_per_s']:,.0f} | "
+                    f"{'meets' if ratio >= 0.8 else 'misses'} |"
+                )
+    return "\n".join(lines)
+
+
 def _agreement(run: dict) -> str:
     n = run["samples"]
     return ", ".join(f"{b} {round(v * n):,} / {n:,}" for b, v in run["agreement"].items())
@@ -155,6 +196,65 @@ def resnet_table() -> str:
     return "\n".join(lines)
 
 
+def _sweep(path: Path) -> list[dict]:
+    return sorted(json.loads(path.read_text()), key=lambda e: float(e["L"]))
+
+
+def _agreed(run: dict) -> str:
+    n = run["samples"]
+    return ", ".join(f"{round(v * n):,} / {n:,}" for v in run["agreement"].values())
+
+
+def sweep_table() -> str:
+    """The LeNet-5 L sweep (``tdsnn sweep --from runs/main``), Table 2's columns per L."""
+    lines = [
+        "| L | G-DNN err. % | SNN err. % | agreement | latency (steps) | DNN_mult | DNN_add | "
+        "SNN_mult | SNN_add | DNN/SNN mult | DNN/SNN add | DNN/SNN total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in _sweep(SWEEP):
+        acc = run["accuracy"]
+        snn = next(iter(acc["snn"].values()))["top1"]
+        d, o = run["ops"]["dnn"], run["ops"]["snn"]["presentation"]
+        r = run["ops"]["ratios"]["presentation"]
+        lines.append(
+            f"| {run['L']:g} | {100 * (1 - acc['gdnn']['top1']):.2f} | {100 * (1 - snn):.2f} | "
+            f"{_agreed(run)} | {run['latency']['mean']:.1f} | {d['mul'] / 1e3:.0f}k | "
+            f"{d['add'] / 1e3:.0f}k | {o['mul'] / 1e3:.0f}k | {o['add'] / 1e3:.0f}k | "
+            f"{r['mul_ratio']:.3g}x | {r['add_ratio']:.2f}x | {r['total_ratio']:.2f}x |"
+        )
+    p = PAPER_TABLE2
+    lines.append(f"| **paper**, L = 5 | | **{p['snn_err']:.2f}** | | | {p['dnn_mult'] / 1e3:.0f}k | "
+                 f"{p['dnn_add'] / 1e3:.0f}k | {p['snn_mult'] / 1e3:.0f}k | {p['snn_add'] / 1e3:.0f}k | "
+                 f"{p['dnn_mult'] / p['snn_mult']:.2f}x | {p['dnn_add'] / p['snn_add']:.2f}x | "
+                 f"{(p['dnn_mult'] + p['dnn_add']) / (p['snn_mult'] + p['snn_add']):.3f}x |")  # fmt: skip
+    lines.append("| **paper**, Fig. 4 | | 1.53 (L=1), 0.92 (L=5) | | | | | | | | | |")
+    return "\n".join(lines)
+
+
+def alexnet_sweep_table() -> str:
+    """The AlexNet-style CIFAR-10 L sweep (Figures 4-5 of the paper for its larger network)."""
+    lines = [
+        "| L | DNN acc. % | G-DNN acc. % | SNN acc. % | SNN - DNN | agreement | latency (steps) | "
+        "DNN/SNN mult | DNN/SNN add | DNN/SNN total | synaptic events / DNN MACs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in _sweep(ALEXNET_SWEEP):
+        acc = run["accuracy"]
+        dnn, snn = acc["dnn"]["top1"], next(iter(acc["snn"].values()))["top1"]
+        r = run["ops"]["ratios"]["presentation"]
+        lines.append(
+            f"| {run['L']:g} | {100 * dnn:.2f} | {100 * acc['gdnn']['top1']:.2f} | {100 * snn:.2f} | "
+            f"{100 * (snn - dnn):+.2f} | {_agreed(run)} | {run['latency']['mean']:.1f} | "
+            f"{r['mul_ratio']:.2f}x | {r['add_ratio']:.2f}x | {r['total_ratio']:.2f}x | "
+            f"{run['events_per_mac']:.3f}x |"
+        )
+    lines.append("| **paper**: AlexNet on ImageNet (Figs. 4-5; not comparable with CIFAR-10) | | | "
+                 "top-1 42.08 (L=1) to 56.7 (L=5) | | | | | | operations -48.4 % (L=1) to "
+                 "-41.7 % (L=5) | |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def doc_table(text: str, marks: tuple[str, str] = (BEGIN, END)) -> str:
     start, end = text.index(marks[0]) + len(marks[0]), text.index(marks[1])
     return text[start:end].strip()
@@ -170,8 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only compare, write nothing")
     args = parser.parse_args(argv)
     docs = {
-        DOC: {(BEGIN, END): table(), TABLE2_MARKS: table2(), RESNET_MARKS: resnet_table()},
+        DOC: {(BEGIN, END): table(), TABLE2_MARKS: table2(), RESNET_MARKS: resnet_table(),
+              SWEEP_MARKS: sweep_table(), ALEXNET_MARKS: alexnet_sweep_table()},
         README: {SPEED_MARKS: speed_table()},
+        PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table()},
     }
     same = True
     for path, tables in docs.items():

@@ -145,8 +145,8 @@ def test_the_resnet_notes_quote_the_artefacts():
 
 
 def test_the_resnet_speed_paragraph_quotes_its_benchmark():
-    data = json.loads((ROOT / "docs" / "performance" / "throughput_resnet20.json").read_text())
-    rows = data["networks"][0]["rows"]
+    data = json.loads((ROOT / "docs" / "performance" / "throughput.json").read_text())
+    rows = next(n for n in data["networks"] if n["role"] == "resnet20")["rows"]
     doc = _tables().DOC.read_text()
     for mode, words in (("closed_form", "precision reaches"), ("closed_form_f32", "float32 reaches")):
         ratios = [r["modes"][mode]["ratio_to_dnn"] for r in rows]
@@ -194,3 +194,108 @@ def test_the_readme_speed_summary_is_the_table_range():
         figure = f"{min(ratios):.2f}-{max(ratios):.2f}x"
         text = readme.replace("\n", " ")
         assert f"{figure} the DNN's {words}" in text or f"{figure} {words}" in text, figure
+
+
+def test_the_lenet_sweep_table_is_the_artefact():
+    tables = _tables()
+    assert tables.doc_table(tables.DOC.read_text(), tables.SWEEP_MARKS) == tables.sweep_table(), (
+        "run `python benchmarks/results_tables.py` and commit the result"
+    )
+
+
+def test_the_alexnet_sweep_table_is_the_artefact():
+    tables = _tables()
+    text = tables.DOC.read_text()
+    assert tables.doc_table(text, tables.ALEXNET_MARKS) == tables.alexnet_sweep_table(), (
+        "run `python benchmarks/results_tables.py` and commit the result"
+    )
+
+
+def test_the_sweeps_are_real_tdsnn_evaluations_of_one_dnn():
+    tables = _tables()
+    for path, model in ((tables.SWEEP, "lenet5"), (tables.ALEXNET_SWEEP, "alexnet_cifar")):
+        runs = json.loads(path.read_text())
+        assert sorted(r["L"] for r in runs) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+        assert {r["model"] for r in runs} == {model}
+        assert len({r["accuracy"]["dnn"]["top1"] for r in runs}) == 1  # the same DNN
+        for r in runs:
+            assert r["samples"] == 10_000
+            assert all(v == 1.0 for v in r["agreement"].values()), (path, r["L"])
+
+
+def test_the_readme_quotes_the_lenet_sweep_range():
+    tables = _tables()
+    runs = json.loads(tables.SWEEP.read_text())
+    errors = [100 * (1 - next(iter(r["accuracy"]["snn"].values()))["top1"]) for r in runs]
+    readme = (ROOT / "README.md").read_text()
+    assert f"SNN error {min(errors):.2f}-{max(errors):.2f} %" in readme
+
+
+def test_the_alexnet_notes_quote_the_artefacts():
+    tables = _tables()
+    text = tables.DOC.read_text()
+    main = json.loads((ROOT / "docs" / "results" / "cifar_alexnet" / "evaluation.json").read_text())
+    acc = main["accuracy"]
+    assert f"DNN {100 * acc['dnn']['top1']:.2f} %, G-DNN and SNN\n  {100 * acc['gdnn']['top1']:.2f} %" in text
+    assert f"latency {main['latency']['mean']:.1f} steps" in text
+    runs = {r["L"]: r for r in json.loads(tables.ALEXNET_SWEEP.read_text())}
+    saving = {L: 100 * (1 - 1 / runs[L]["ops"]["ratios"]["presentation"]["total_ratio"]) for L in (1, 5)}
+    assert f"from {saving[1]:.0f} % at `L = 1` to {saving[5]:.0f} % at `L = 5`" in text
+    gaps = [100 * (r["accuracy"]["dnn"]["top1"] - next(iter(r["accuracy"]["snn"].values()))["top1"])
+            for L, r in runs.items() if L >= 6]  # fmt: skip
+    assert f"within {min(gaps):.1f}-{max(gaps):.1f}\n  points of the DNN" in text
+
+
+def test_the_readme_quotes_the_alexnet_sweep():
+    tables = _tables()
+    runs = {r["L"]: r for r in json.loads(tables.ALEXNET_SWEEP.read_text())}
+    readme = (ROOT / "README.md").read_text()
+    snn = {L: 100 * next(iter(r["accuracy"]["snn"].values()))["top1"] for L, r in runs.items()}
+    best = max(snn, key=snn.get)
+    assert (f"SNN {snn[1.0]:.2f} % at L = 1 rising to {snn[best]:.2f} % at L = {best:g}\n"
+            f"against the DNN's {100 * runs[1.0]['accuracy']['dnn']['top1']:.2f} %") in readme  # fmt: skip
+
+
+def test_the_certified_speed_table_is_the_artefacts():
+    tables = _tables()
+    text = tables.PERFORMANCE.read_text()
+    assert tables.doc_table(text, tables.CERTIFIED_MARKS) == tables.certified_speed_table(), (
+        "run `python benchmarks/results_tables.py` and commit the result"
+    )
+    assert all(path.exists() for path, _ in tables.SPEED_RUNS)
+
+
+def _speed_rows():
+    for path, load in _tables().SPEED_RUNS:
+        result = json.loads(path.read_text())
+        for net in result["networks"]:
+            for row in net["rows"]:
+                if net["role"] in ("lenet5", "vgg") and row["batch"] in (32, 256):
+                    yield load, row
+
+
+def test_the_certified_speed_notes_quote_the_artefacts():
+    performance = (ROOT / "docs" / "performance.md").read_text()
+    design = (ROOT / "docs" / "design.md").read_text()
+    rows = list(_speed_rows())
+
+    def span(values):
+        return f"{min(values):.2f}-{max(values):.2f}x"
+
+    idle = {b: [r["modes"]["closed_form"]["ratio_to_dnn"] for load, r in rows
+                if load == "idle" and r["batch"] == b] for b in (32, 256)}  # fmt: skip
+    f32 = span([r["modes"]["closed_form_f32"]["ratio_to_dnn"] for _, r in rows])
+    for text in (performance.replace("\n", " "), design.replace("\n", " ")):
+        assert f"{span(idle[256])} of the DNN's images/s at batch 256 and {span(idle[32])} at batch 32" in text
+        assert f"plain float32 at {f32}" in text or f"is at {f32}" in text
+    busy = [r["modes"]["closed_form"]["ratio_to_dnn"] for load, r in rows if load == "busy"]
+    assert f"the busy rows of the table above fall to {span(busy)}" in performance.replace("\n", " ")
+    contention = json.loads((ROOT / "docs" / "performance" / "contention.json").read_text())
+    by = {(run["policy"], row["network"], row["batch"]): row
+          for run in contention["runs"] for row in run["rows"]}  # fmt: skip
+    active, passive = by[("ACTIVE", "lenet5", 256)], by[("PASSIVE", "lenet5", 256)]
+    flat = performance.replace("\n", " ")
+    assert (f"took {active['certified_ms']:.1f} ms against the DNN's {active['dnn_ms']:.1f} ms "
+            f"({active['dnn_ms'] / active['certified_ms']:.2f}x)") in flat  # fmt: skip
+    assert (f"takes {passive['certified_ms']:.1f} ms ({passive['dnn_ms'] / passive['certified_ms']:.2f}x"
+            in flat and f"({passive['dnn_ms']:.1f} ms)" in flat)  # fmt: skip
