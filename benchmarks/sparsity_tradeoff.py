@@ -65,6 +65,7 @@ def one_setting(
     test_limit: int | None,
     device: str,
     progress: bool,
+    activation_scales: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune, convert and evaluate (closed form) one setting in its own copy of the run."""
     from tdsnn.pipeline import convert_run, evaluate_run, finetune
@@ -76,6 +77,7 @@ def one_setting(
     finetune(
         work, L=L, epochs=epochs, coding=coding, sparsity=lam, train_limit=train_limit,
         test_limit=test_limit, force=True, progress=progress, device=device,
+        activation_scales=activation_scales,
     )  # fmt: skip
     convert_run(work, L=L)
     result = evaluate_run(
@@ -111,6 +113,7 @@ def tradeoff(
     device: str = "cpu",
     progress: bool = True,
     work_dir: Path | None = None,
+    activation_scales: str | None = None,
 ) -> dict[str, Any]:
     """The paper-coding reference and one sparse-coding row per LAMBDA (see the module doc)."""
     from tdsnn.runfolder import check_run_dir
@@ -120,7 +123,7 @@ def tradeoff(
         raise SystemExit(f"{run}: no dnn.safetensors (make it with `tdsnn train --out {run}`)")
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="sparsity-tradeoff-") as scratch:
         common = dict(L=L, epochs=epochs, train_limit=train_limit, test_limit=test_limit,
-                      device=device, progress=progress)  # fmt: skip
+                      device=device, progress=progress, activation_scales=activation_scales)  # fmt: skip
         paper = one_setting(run, Path(scratch) / "paper", coding="paper", lam=0.0, **common)
         rows = [
             one_setting(run, Path(scratch) / f"sparse_{i}", coding="sparse", lam=lam, **common)
@@ -131,6 +134,7 @@ def tradeoff(
         "model": _model_name(run),
         "L": L,
         "finetune_epochs": epochs,
+        "activation_scales": activation_scales,
         "train_limit": train_limit,
         "test_limit": test_limit,
         "backend": "closed_form",
@@ -205,12 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=PLOT_OUT, help=f"default {PLOT_OUT}")
     parser.add_argument("--work-dir", type=Path, help="where the scratch folder goes")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--activation-scale", choices=["auto"], default=None,
+                        help="per-layer activation scales calibrated before fine-tuning (deep networks)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     data = tradeoff(
         args.run, args.lambdas, L=args.L, epochs=args.epochs, train_limit=args.train_limit,
         test_limit=args.test_limit, device=args.device, progress=not args.quiet,
-        work_dir=args.work_dir,
+        work_dir=args.work_dir, activation_scales=args.activation_scale,
     )  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, indent=2) + "\n")
