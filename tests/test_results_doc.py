@@ -299,3 +299,27 @@ def test_the_certified_speed_notes_quote_the_artefacts():
             f"({active['dnn_ms'] / active['certified_ms']:.2f}x)") in flat  # fmt: skip
     assert (f"takes {passive['certified_ms']:.1f} ms ({passive['dnn_ms'] / passive['certified_ms']:.2f}x"
             in flat and f"({passive['dnn_ms']:.1f} ms)" in flat)  # fmt: skip
+
+
+def test_the_vgg_sparse_table_and_notes_are_the_artefact():
+    tables = _tables()
+    text = tables.DOC.read_text()
+    assert tables.doc_table(text, tables.VGG_SPARSE_MARKS) == tables.vgg_sparse_table(), (
+        "run `python benchmarks/results_tables.py` and commit the result"
+    )
+    trade = json.loads(tables.VGG_TRADEOFF.read_text())
+    paper, (plain, penalised) = trade["paper"], trade["sparse"]
+    assert trade["activation_scales"] == "auto" and paper["samples"] == 10_000
+    flat = text.replace("\n", " ")
+    assert f"DNN {100 * paper['dnn_top1']:.2f} % (6 epochs)" in flat
+    assert (f"loses {100 * (paper['snn_top1'] - plain['snn_top1']):.2f} points against the paper "
+            f"coding and needs {plain['events_per_mac']:.2f}x the DNN's MACs") in flat  # fmt: skip
+    assert f"({penalised['events_per_mac']:.2f}x) for {100 * (paper['snn_top1'] - penalised['snn_top1']):.2f} points" in flat
+
+
+def test_the_readme_quotes_the_vgg_sparse_run():
+    trade = json.loads(_tables().VGG_TRADEOFF.read_text())
+    paper, plain = trade["paper"], trade["sparse"][0]
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    assert (f"{plain['events_per_mac']:.2f}x the DNN's MACs at "
+            f"{100 * (paper['snn_top1'] - plain['snn_top1']):.2f} points below the paper coding") in readme  # fmt: skip
