@@ -42,6 +42,8 @@ SWEEP_MARKS = ("<!-- sweep:begin -->", "<!-- sweep:end -->")
 ALEXNET_SWEEP = ROOT / "docs" / "results" / "cifar_alexnet" / "sweep.json"
 ALEXNET_MARKS = ("<!-- alexnet-sweep:begin -->", "<!-- alexnet-sweep:end -->")
 VGG_TRADEOFF = ROOT / "docs" / "performance" / "sparsity_tradeoff_vgg.json"
+INPUT_SCALE = ROOT / "docs" / "performance" / "input_scale.json"
+INPUT_SCALE_MARKS = ("<!-- input-scale:begin -->", "<!-- input-scale:end -->")
 VGG_SPARSE_MARKS = ("<!-- vgg-sparse:begin -->", "<!-- vgg-sparse:end -->")
 PERFORMANCE = ROOT / "docs" / "performance.md"
 CERTIFIED_MARKS = ("<!-- certified-speed:begin -->", "<!-- certified-speed:end -->")
@@ -102,6 +104,26 @@ def vgg_sparse_table() -> str:
         "| --- | --- | --- | --- | --- | --- |",
         *_tradeoff_rows(trade),
     ]
+    return "\n".join(lines)
+
+
+def input_scale_table() -> str:
+    """LeNet-5 at L = 5 against the input scale: before fine-tuning with and without
+    G-compensation, then fine-tuned (``benchmarks/input_scale.py``)."""
+    data = json.loads(INPUT_SCALE.read_text())
+    lines = [
+        f"| input scale | G-DNN acc. %, no fine-tune | no compensation, no fine-tune | G-DNN acc. %, "
+        f"fine-tuned {data['finetune_epochs']} epochs | SNN acc. % | agreement | latency (steps) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in data["scales"]:
+        ft = e["fine_tuned"]
+        n = ft["samples"]
+        lines.append(
+            f"| {e['input_scale']:g} | {100 * e['compensated']:.2f} | {100 * e['not_compensated']:.2f} | "
+            f"{100 * ft['gdnn']:.2f} | {100 * ft['snn']:.2f} | {round(ft['agreement'] * n):,} / {n:,} | "
+            f"{ft['latency_mean']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -292,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     docs = {
         DOC: {(BEGIN, END): table(), TABLE2_MARKS: table2(), RESNET_MARKS: resnet_table(),
               SWEEP_MARKS: sweep_table(), ALEXNET_MARKS: alexnet_sweep_table(),
-              VGG_SPARSE_MARKS: vgg_sparse_table()},
+              VGG_SPARSE_MARKS: vgg_sparse_table(), INPUT_SCALE_MARKS: input_scale_table()},
         README: {SPEED_MARKS: speed_table()},
         PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table()},
     }

@@ -323,3 +323,16 @@ def test_the_readme_quotes_the_vgg_sparse_run():
     readme = (ROOT / "README.md").read_text().replace("\n", " ")
     assert (f"{plain['events_per_mac']:.2f}x the DNN's MACs at "
             f"{100 * (paper['snn_top1'] - plain['snn_top1']):.2f} points below the paper coding") in readme  # fmt: skip
+
+
+def test_the_input_scale_table_is_the_artefact():
+    tables = _tables()
+    text = tables.DOC.read_text()
+    assert tables.doc_table(text, tables.INPUT_SCALE_MARKS) == tables.input_scale_table(), (
+        "run `python benchmarks/results_tables.py` and commit the result"
+    )
+    data = json.loads(tables.INPUT_SCALE.read_text())
+    assert f"(`runs/main`, {100 * data['dnn']:.2f} %)" in text
+    main = json.loads(tables.MAIN.read_text())
+    assert data["dnn"] == main["accuracy"]["dnn"]["top1"]  # the main job's DNN
+    assert all(e["fine_tuned"]["agreement"] == 1.0 for e in data["scales"])
