@@ -3,7 +3,8 @@
 From one trained run folder's DNN, for every scale: the G-DNN's test accuracy straight
 after ``tdsnn.prepare`` with and without G-compensation (``compensation.measure``), then
 the G-DNN fine-tuned (``--epochs``, compensated), converted and evaluated with the
-closed-form simulator on every test image (accuracy, agreement with the G-DNN, latency).
+closed-form simulator on every test image (accuracy, agreement with the G-DNN, latency;
+``sparsity_tradeoff.one_setting`` in the paper coding).
 Each scale works in its own scratch copy of the DNN, so the run is not modified.
 Writes ``docs/performance/input_scale.json``; ``benchmarks/results_tables.py`` turns it
 into the table of docs/results.md.
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
 import compensation
+from sparsity_tradeoff import one_setting
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "performance" / "input_scale.json"
@@ -27,21 +28,10 @@ OUT = ROOT / "docs" / "performance" / "input_scale.json"
 
 def fine_tuned(run: Path, work: Path, scale: float, L: float, epochs: int) -> dict:
     """Fine-tune, convert and evaluate one scale in ``work`` (a copy of the run's DNN)."""
-    from tdsnn.pipeline import convert_run, evaluate_run, finetune
-
-    work.mkdir(parents=True, exist_ok=True)
-    for name in ("dnn.safetensors", "dnn.json"):
-        shutil.copy2(run / name, work / name)
-    finetune(work, L=L, epochs=epochs, input_scale=scale, force=True, progress=False)
-    convert_run(work, L=L)
-    result = evaluate_run(work, L=L, backends=("closed_form",), progress=False)
-    return {
-        "gdnn": result["accuracy"]["gdnn"]["top1"],
-        "snn": result["accuracy"]["snn"]["closed_form"]["top1"],
-        "agreement": result["agreement"]["closed_form"],
-        "latency_mean": result["latency"]["mean"],
-        "samples": result["samples"],
-    }
+    r = one_setting(run, work, coding="paper", lam=0.0, L=L, epochs=epochs, train_limit=None,
+                    test_limit=None, device="cpu", progress=False, input_scale=scale)  # fmt: skip
+    return {"gdnn": r["gdnn_top1"], "snn": r["snn_top1"], "agreement": r["agreement"],
+            "latency_mean": r["latency_mean"], "samples": r["samples"]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -66,8 +66,10 @@ def one_setting(
     device: str,
     progress: bool,
     activation_scales: str | None = None,
+    input_scale: float | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune, convert and evaluate (closed form) one setting in its own copy of the run."""
+    """Fine-tune, convert and evaluate (closed form) one setting in its own copy of the run
+    (``input_scale``: the spiking input's scale, default the pipeline's)."""
     from tdsnn.pipeline import convert_run, evaluate_run, finetune
 
     work.mkdir(parents=True, exist_ok=True)
@@ -78,6 +80,7 @@ def one_setting(
         work, L=L, epochs=epochs, coding=coding, sparsity=lam, train_limit=train_limit,
         test_limit=test_limit, force=True, progress=progress, device=device,
         activation_scales=activation_scales,
+        **({} if input_scale is None else {"input_scale": input_scale}),
     )  # fmt: skip
     convert_run(work, L=L)
     result = evaluate_run(
