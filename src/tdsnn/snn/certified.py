@@ -47,6 +47,7 @@ U64 = 2.0**-53  # unit roundoff of float64
 REPAIR_CHUNK = 1 << 18  # elements gathered at a time by the repair (small: no fresh pages)
 COARSE_CHUNK = 1 << 18  # elements per slice of the boundary test
 FULL_FLOAT64_SHARE = 0.2  # above this share of uncertain neurons, redo the layer in float64
+SPLIT_TERMS = 160  # the longest float32 sum of products a certified layer forms (split_affine)
 # Below this many multiply-accumulates a float64 layer costs less than the certified
 # pass's fixed overhead of about 1 ms (measured on CPU, 2026-12-02: a first conv layer of
 # 14 M MACs ran 3x faster certified than in float64, LeNet-5 at batch 1 3x slower): such
@@ -578,22 +579,28 @@ def split_affine(layer: SpikingSynapse, g: Tensor) -> tuple[Tensor, int]:
     return A, longest + len(parts) + 1  # the partial sums' additions, the bias rounded
 
 
-SPLIT_TERMS = 160  # the longest float32 sum of products a certified layer forms
-
-
 def _weight_parts(layer: SpikingSynapse, device: torch.device, k: int) -> list:
     """The float32 weights split into ``k`` groups of input channels (contiguous, cached)."""
     w = layer.dnn_weight
-    key = (w.data_ptr(), w._version, str(device), k)
-    cached = getattr(layer, "_split_cache", None)
-    if cached is None or cached[0] != key:
+
+    def build() -> list:
         channels = w.shape[1]
-        k = min(k, channels)
-        edges = [round(i * channels / k) for i in range(k + 1)]
-        parts = [((lo, hi), w[:, lo:hi].detach().float().contiguous().to(device))
-                 for lo, hi in zip(edges, edges[1:]) if hi > lo]  # fmt: skip
-        cached = (key, parts)
-        layer._split_cache = cached
+        edges = [round(i * channels / min(k, channels)) for i in range(min(k, channels) + 1)]
+        return [((lo, hi), w[:, lo:hi].detach().float().contiguous().to(device))
+                for lo, hi in zip(edges, edges[1:]) if hi > lo]  # fmt: skip
+
+    return _cached(layer, "_split_cache", (device, k), build)
+
+
+def _cached(layer: SpikingSynapse, attr: str, extra: tuple, build: Callable[[], object]):
+    """``build()`` cached on ``layer`` under ``attr``, rebuilt when the weights change (their
+    storage or version) or ``extra`` does."""
+    w = layer.dnn_weight
+    key = (w.data_ptr(), w._version, *map(str, extra))
+    cached = getattr(layer, attr, None)
+    if cached is None or cached[0] != key:
+        cached = (key, build())
+        setattr(layer, attr, cached)
     return cached[1]
 
 
@@ -616,26 +623,22 @@ def _weights(layer: SpikingSynapse, device: torch.device) -> dict[str, Tensor]:
     """Cached per layer: ``||W_c||_2`` (rounded up) and ``|b_c|`` per output channel
     (float32), and the float64 rows of ``W`` in receptive-field order (kh, kw, channel)
     with the bias appended."""
-    w = layer.dnn_weight
-    key = (w.data_ptr(), w._version, str(device))
-    cached = getattr(layer, "_certify_cache", None)
-    if cached is None or cached[0] != key:
-        w64 = w.detach().double().to(device)
+    def build() -> dict[str, Tensor]:
+        w64 = layer.dnn_weight.detach().double().to(device)
         rows = w64.permute(0, 2, 3, 1) if w64.dim() == 4 else w64
         rows = rows.reshape(w64.shape[0], -1)
         bias = layer.dnn_bias
         b64 = torch.zeros(w64.shape[0], dtype=torch.float64, device=device)
         if bias is not None:
             b64 = bias.detach().double().to(device)
-        values = {
+        return {
             "norm": (rows.norm(dim=1) * (1.0 + 1e-6)).float(),
             "l1": rows.abs().sum(dim=1) * (1.0 + 1e-6),
             "bias_abs": b64.abs().float(),
             "rows64": torch.cat([rows, b64[:, None]], dim=1),
         }
-        cached = (key, values)
-        layer._certify_cache = cached
-    return cached[1]
+
+    return _cached(layer, "_certify_cache", (device,), build)
 
 
 def _weight_norms(layer: SpikingSynapse, device: torch.device) -> tuple[Tensor, Tensor]:

@@ -225,7 +225,7 @@ def junction_spot_check(
     sample = int(torch.randint(t_out.shape[0], (1,), generator=generator))
     per_sample = t_out[0].numel()
     flat = torch.randint(per_sample, (min(count, per_sample),), generator=generator)
-    where = torch.stack(torch.unravel_index(flat, t_out.shape[1:]), dim=1).to(t_out.device)
+    where = unravel(flat, t_out.shape[1:]).to(t_out.device)
     where = torch.cat([torch.full_like(where[:, :1], sample), where], dim=1)
     weights, values, bias = joined_fields(layer, t_ins, where)
     a = (weights * values).sum(dim=1) + bias
