@@ -24,7 +24,8 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -516,6 +517,31 @@ def save_figure(fig, path: Path, machine: dict, fontsize: int = 7) -> Path:
 
 
 # ----------------------------------------------------------------------------- timing
+
+
+SPIN = """
+import sys, time
+on, off = 0.004 * float(sys.argv[1]), 0.004 * (1 - float(sys.argv[1]))
+while True:
+    start = time.perf_counter()
+    while time.perf_counter() - start < on:
+        pass
+    if off:
+        time.sleep(off)
+"""
+
+
+@contextmanager
+def busy_core(duty: float = 1.0) -> Iterator[None]:
+    """A second process that keeps one core busy while the block runs, as another user of a
+    shared machine would: it spins all the time (``duty = 1``) or ``duty`` of every 4 ms."""
+    hog = subprocess.Popen([sys.executable, "-c", SPIN, str(duty)])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
 
 
 def mode_callables(

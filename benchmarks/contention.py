@@ -67,16 +67,15 @@ def child() -> None:
 
 def main() -> int:
     here = Path(__file__).resolve().parent
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        results = []
+    import common as c
+
+    results = []
+    with c.busy_core():
         for policy in POLICIES:
             env = dict(os.environ, OMP_WAIT_POLICY=policy)
             done = subprocess.run([sys.executable, str(here / "contention.py"), "--child"], env=env,
                                   capture_output=True, text=True, check=True, cwd=here)  # fmt: skip
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    finally:
-        hog.kill()
     OUT.write_text(json.dumps({"other_core": "busy (a spinning process)", "runs": results}, indent=1))
     for run in results:
         for row in run["rows"]:

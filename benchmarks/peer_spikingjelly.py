@@ -1,21 +1,22 @@
-"""The peer: SpikingJelly's rate-coding ANN->SNN conversion against tdsnn, on the same DNN.
+"""The peer: SpikingJelly's rate-coding ANN->SNN conversion against tdsnn's two codings
+(the paper's and the sparse one), on the same trained DNNs, two or more per network.
 
-SpikingJelly (``ann2snn.Converter`` with ``RateCodingRecipe(dataloader, mode="Max" or
-"99.9%")``, and the 99.9% mode with channel-wise thresholds and max-pooling before the
-spiking neuron: Conv-BN fusion, ReLU -> integrate-and-fire neurons with soft reset and
-data-based threshold balancing) converts the very same trained DNN whose G-DNN tdsnn
-converts.  Their SNN is run for T steps feeding the analog (normalised) image at every
-step, the output layer's values are averaged (summed) over the steps, and
-``functional.reset_net`` is called between batches; accuracy, synaptic operations
-and wall time are read out at T = 8, 16, ..., 512 from one run of 512 steps.
+For every trained run folder (``tdsnn train``; ``--run ROLE=FOLDER``, repeatable):
 
-Ours: the G-DNN prepared at L = 1..8 (activation scales calibrated for the CIFAR
-network) and fine-tuned per L, converted and run with the ``closed_form`` simulator
-(certified precision, the default; plain float32 timed too); its synaptic events and
-operations come from the SNN's own counters (events: spikes reaching a target, the
-figure the peer's counter measures; operations: all additions and multiplications
-under the paper's "presentation" convention and under the "own" convention), and its
-simulated time is the SNN's latency in time steps.
+* **ours**: from the run's DNN, the G-DNN fine-tuned by the pipeline (``tdsnn finetune``,
+  one setting per folder copy, :func:`sparsity_tradeoff.one_setting`) in the paper
+  coding and in the sparse coding (``LAMBDA = 0``) at each L of ``--leaks``
+  (``--vgg-leaks`` for the CIFAR network), and in the sparse coding with each penalty of
+  ``--lambdas`` at L = 5; converted and run with the closed form (certified) on the first
+  ``--samples`` test images.  Synaptic events: the SNN's own count (every emitted spike
+  once per target, the bias neurons' included).
+* **theirs**: SpikingJelly (``ann2snn.Converter`` with ``RateCodingRecipe(dataloader,
+  mode)``: Conv-BN fusion, ReLU -> integrate-and-fire neurons with soft reset and
+  data-based threshold balancing, the recipes of ``SJ_CONFIGS``) converts the same DNN,
+  thresholds balanced on ``--calibration-batches`` 100-image training batches.  Their
+  SNN runs ``max(--peer-t)`` steps feeding the normalised analog image at every step, the
+  output summed over the steps, ``functional.reset_net`` between batches; accuracy and
+  synaptic events at every T of ``--peer-t`` (T = 4 included) from that one run.
 
 Counting rule for SpikingJelly (``SynapticEventCounter``): forward pre-hooks on every
 Conv2d / Linear / AvgPool2d / MaxPool2d count, at every time step, each non-zero input
@@ -23,36 +24,57 @@ entry times its fan-out (the number of output neurons it reaches; zero padding h
 neuron): one addition per spike reaching one target, exactly tdsnn's rule for synaptic
 events.  A layer with a bias adds one addition per output neuron per time step (tdsnn:
 the bias neuron's single spike reaches every neuron once).  The first layer receives the
-analog image, so its "events" are multiply-accumulates; they are counted as one operation
-each (in the peer's favour), and every input pixel is an event (the normalised image is
-non-zero almost everywhere, as every input neuron of tdsnn fires once).  Not counted on
-their side: threshold comparisons and resets of the IF neurons, the output averaging,
-and the threshold-balancing scalers (they fold into weights).
+analog image, so its "events" are multiply-accumulates, counted as one operation each
+(in the peer's favour), **per step** (what the simulation does) and **once** (the
+constant input's first-layer work counted for one step only, as hardware that holds
+the first layer's current would do).  Not counted on their side: threshold comparisons
+and resets of the IF neurons, the output averaging, and the threshold-balancing scalers
+(they fold into weights).
 
-    python benchmarks/peer_spikingjelly.py [--quick] [--peer-networks lenet5 vgg]
+Equal accuracy: within ``--tolerance`` (0.5) % of the DNN on the same images; for each
+tool the point with the fewest synaptic events that reaches it.  Writes
+``docs/performance/peer.json`` (after every model, so an interrupted run keeps what it
+measured) and ``docs/img/peer.png`` (accuracy against synaptic events, every model), and
+prints the table of docs/performance.md::
+
+    python benchmarks/peer_spikingjelly.py --run lenet5=runs/main --run lenet5=runs/lenet_s1 \\
+        --lambdas 0.1 0.3
+    python benchmarks/peer_spikingjelly.py --run vgg=runs/cifar_vgg --run vgg=runs/cifar_vgg_s1 \\
+        --lambdas 1 3 --append          # the VGG models, added to the same JSON
+    python benchmarks/peer_spikingjelly.py --run lenet5=runs/main --samples 100 --leaks 5 \\
+        --lambdas --train-limit 2000 --peer-t 4 8 --calibration-batches 1    # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import common as c
 import torch
 import torch.nn.functional as F
+from results_tables import ROLES, peer_sparse_table
+from sparsity_tradeoff import one_setting
 from torch import nn
 
-import tdsnn
+from tdsnn.checkpoint import load_checkpoint, load_metadata
+from tdsnn.models import build_model
 
+JSON_OUT = c.DOCS / "performance" / "peer.json"
+PLOT_OUT = c.IMG / "peer.png"
+PEER_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 INSTALL_HINT = (
     "SpikingJelly is not installed; the peer comparison is skipped. Install it for the "
     "benchmark only (never as a tdsnn dependency; its declared dependencies would pull a "
     "CUDA build of torch):\n"
     "    pip install --no-deps spikingjelly && pip install loguru requests tqdm"
 )
-T_LIST = (8, 16, 32, 64, 128, 256, 512)
 # The recipe settings tried for the peer, best effort: the two documented threshold modes,
 # and the channel-wise thresholds with max-pooling moved before the spiking neuron (which
 # avoids max-pooling spike trains; RateCodingRecipe allows it only channel-wise).
@@ -181,7 +203,7 @@ def run_spikingjelly(
     snn: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    t_list=T_LIST,
+    t_list=PEER_T,
     batch: int = 100,
     ops_samples: int = 100,
 ) -> dict:
@@ -242,356 +264,201 @@ def run_spikingjelly(
     }
 
 
-@torch.no_grad()
-def time_ours(snn: tdsnn.SNN, x: torch.Tensor, batch: int, backend: str, precision: str) -> float:
-    """Wall seconds per image of one pass over ``x`` (after a warm-up batch)."""
-    snn.run(x[:batch], backend=backend, precision=precision)
-    seconds = 0.0
-    for i in range(0, x.shape[0], batch):
-        t0 = time.perf_counter()
-        snn.run(x[i : i + batch], backend=backend, precision=precision)
-        seconds += time.perf_counter() - t0
-    return seconds / x.shape[0]
-
-
-@torch.no_grad()
-def run_ours(snn: tdsnn.SNN, x: torch.Tensor, y: torch.Tensor, batch: int = 100,
-             backend: str = "closed_form") -> dict:
-    """Accuracy, wall time per image (default certified precision, and plain float32 for
-    closed_form), synaptic events, operations and latency of our SNN on (x, y)."""
-    snn.run(x[:batch], backend=backend)  # warm-up (fan-out caches)
-    correct = 0
-    seconds = 0.0
-    ops = None
-    latency = []
-    for i in range(0, x.shape[0], batch):
-        t0 = time.perf_counter()
-        result = snn.run(x[i : i + batch], backend=backend)
-        seconds += time.perf_counter() - t0
-        correct += int((result.predictions == y[i : i + batch]).sum())
-        latency.append(result.latency)
-        if ops is None:
-            ops = result.ops
-        else:
-            ops.merge(result.ops)
-    n = x.shape[0]
-    pres, own = ops.counts("presentation"), ops.counts("own")
-    lat = torch.cat(latency).double()
-    f32 = time_ours(snn, x, batch, backend, "float32") if backend == "closed_form" else None
-    return {
-        "accuracy": 100.0 * correct / n,
-        "wall_s_per_image": seconds / n,
-        "wall_s_per_image_f32": f32,
-        "synaptic_events": sum(layer.synaptic_adds for layer in ops.layers) / ops.samples,
-        "ops_presentation": pres.per_sample()["total"],
-        "ops_own": own.per_sample()["total"],
-        "adds": pres.per_sample()["add"],
-        "mul_presentation": pres.per_sample()["mul"],
-        "mul_own": own.per_sample()["mul"],
-        "latency_mean": float(lat.mean()),
-        "latency_max": int(lat.max()),
-        "samples": n,
-        "backend": backend,
-    }
-
-
-# ----------------------------------------------------------------------------- headline
-
-
-def _best(points: list[dict], level: float, ops_key: str) -> dict | None:
-    ok = [p for p in points if p["accuracy"] >= level - 1e-9]
-    return min(ok, key=lambda p: p[ops_key]) if ok else None
-
-
-def headline(net: dict, tolerance: float = 0.5) -> dict:
-    """Ours vs theirs at equal accuracy: both within ``tolerance`` % of the DNN (same images)."""
-    ours = [dict(p, ops=p["synaptic_events"]) for p in net["ours"]]
-    theirs = []
-    for mode, run in net.get("peer", {}).items():
-        for k, t in enumerate(run["T"]):
-            theirs.append({"mode": mode, "T": t, "accuracy": run["accuracy"][k],
-                           "ops": run["ops_per_image"][k], "wall": run["wall_s_per_image"][k]})
-    out: dict = {"dnn_accuracy": net["dnn_accuracy"], "tolerance": tolerance}
-    if not theirs:
-        out["status"] = "no peer"
-        return out
-    level = net["dnn_accuracy"] - tolerance
-    o, t = _best(ours, level, "ops"), _best(theirs, level, "ops")
-    out["status"] = "equal accuracy within tolerance of the DNN"
-    if o is None or t is None:
-        level = min(max(p["accuracy"] for p in ours), max(p["accuracy"] for p in theirs))
-        o, t = _best(ours, level, "ops"), _best(theirs, level, "ops")
-        out["status"] = (
-            f"{'ours' if _best(ours, net['dnn_accuracy'] - tolerance, 'ops') is None else 'the peer'}"
-            f" never comes within {tolerance} % of the DNN; compared at the best accuracy both "
-            f"reach ({level:.2f} %)"
-        )
-    out["level"] = level
-    out["ours"] = o
-    out["theirs"] = t
-    out["events_ratio"] = t["ops"] / o["synaptic_events"]
-    out["ops_ratio_presentation"] = t["ops"] / o["ops_presentation"]
-    out["ops_ratio_own"] = t["ops"] / o["ops_own"]
-    out["wall_ratio"] = t["wall"] / o["wall_s_per_image"]
-    if o.get("wall_s_per_image_f32"):
-        out["wall_ratio_f32"] = t["wall"] / o["wall_s_per_image_f32"]
-    if o.get("clocked_wall_s_per_image"):
-        out["wall_ratio_clocked"] = t["wall"] / o["clocked_wall_s_per_image"]
-    return out
-
-
 # ----------------------------------------------------------------------------- driver
 
 
-def run(args, specs=None, prepared=None) -> dict:
-    threads, specs, cfgs, steps = c.setup(args, specs)
-    have_sj = spikingjelly_available()
-    if not have_sj:
-        c.log(INSTALL_HINT)
-    t_list = tuple(t for t in T_LIST if t <= args.max_t)
-    results: dict = {"machine": c.machine_info(), "threads": threads, "spikingjelly": have_sj,
-                     "T": list(t_list), "L": list(args.leaks), "finetune_steps": steps,
-                     "networks": []}
-    for role in args.peer_networks:
-        spec, cfg = specs[role], cfgs[role]
-        dnn, dnn_meta, _, _ = c.models(role, spec, cfg, steps, prepared)
-        ds = c.dataset(spec.dataset, "test")
-        n = args.peer_samples or (100 if args.quick else (1000 if spec.dataset == "mnist" else 500))
-        x_raw = c.raw_images(ds, n)
-        y = ds.labels[: x_raw.shape[0]]
-        x_norm = c.normalise(x_raw, ds)
-        net: dict = {"role": role, "label": spec.label, "samples": x_raw.shape[0],
-                     "dnn_accuracy": c.accuracy(dnn, x_norm, y),
-                     "dnn_test_accuracy": dnn_meta.get("test_accuracy"),
-                     "dnn_macs": tdsnn.count_dnn_ops(dnn, spec.input_shape).per_sample()["mul"],
-                     "ours": [], "peer": {}}
-        c.log(f"peer: {spec.label}: DNN accuracy on {net['samples']} images {net['dnn_accuracy']:.2f} %")
-        for L in args.leaks:
-            gdnn, gmeta = c.get_gdnn(spec, cfg, dnn, float(L), steps)
-            point = run_ours(tdsnn.convert(gdnn), x_raw, y, batch=min(args.peer_batch, n))
-            point.update(L=L, finetune_steps=gmeta.get("finetune_steps"))
-            net["ours"].append(point)
-            c.log(f"  ours L={L}: acc {point['accuracy']:.2f} %, latency {point['latency_mean']:.1f}, "
-                  f"ops {point['ops_presentation']:.3g} (own {point['ops_own']:.3g}), "
-                  f"{1e3 * point['wall_s_per_image']:.3f} ms/image")
-        if have_sj:
-            ds_train = c.dataset(spec.dataset, "train")
-            calibration = [
-                c.normalise(c.raw_images(ds_train, 100, offset=100 * i), ds_train)
-                for i in range(args.calibration_batches)
-            ]
-            for mode, recipe_kwargs in SJ_CONFIGS.items():
-                sj = convert_spikingjelly(dnn, calibration, **recipe_kwargs)
-                c.log(f"  spikingjelly {mode}: running {max(t_list)} steps on {net['samples']} images ...")
-                t0 = time.perf_counter()
-                run = run_spikingjelly(sj, x_norm, y, t_list, batch=min(args.peer_batch, n),
-                                       ops_samples=min(args.peer_ops_samples, net["samples"]))
-                run["run_seconds"] = time.perf_counter() - t0
-                net["peer"][mode] = run
-                c.log("   " + ", ".join(f"T={t}: {a:.2f} %" for t, a in zip(run["T"], run["accuracy"], strict=True)))
-        head = headline(net, args.tolerance)
-        if "ours" in head:  # our clocked simulator at the headline L, for the record
-            L = head["ours"]["L"]
-            gdnn, _ = c.get_gdnn(spec, cfg, dnn, float(L), steps)
-            clocked = run_ours(tdsnn.convert(gdnn), x_raw, y, batch=min(args.peer_batch, n),
-                               backend="clocked")
-            for p in net["ours"]:
-                if p["L"] == L:
-                    p["clocked_wall_s_per_image"] = clocked["wall_s_per_image"]
-            head = headline(net, args.tolerance)
-        net["headline"] = head
-        results["networks"].append(net)
-    results["machine_end"] = c.machine_info()
-    c.save_json("peer", results)
-    return results
+def load_dnn(run: Path) -> tuple[torch.nn.Module, dict]:
+    """The run's trained DNN (eval mode) and its metadata."""
+    meta = load_metadata(run / "dnn.safetensors")
+    kwargs = dict(meta.get("arch_kwargs") or {})
+    model = build_model(meta["architecture"], **kwargs)
+    state, _ = load_checkpoint(run / "dnn.safetensors")
+    model.load_state_dict(state)
+    return model.eval(), meta
 
 
-# ----------------------------------------------------------------------------- report
+def settings(leaks: list[float], lambdas: list[float]) -> list[tuple[str, float, float]]:
+    """(coding, LAMBDA, L) of our points: both codings at every L, the penalties at L = 5."""
+    out = [("paper", 0.0, L) for L in leaks] + [("sparse", 0.0, L) for L in leaks]
+    return out + [("sparse", lam, 5.0) for lam in lambdas if lam > 0]
 
 
-def ours_table(net: dict) -> str:
-    headers = ["L", "accuracy %", "latency (steps)", "synaptic events/image",
-               "ops/image (presentation)", "ops/image (own)", "closed_form ms/image",
-               "plain float32 ms/image"]
-    rows = [[p["L"], f"{p['accuracy']:.2f}", f"{p['latency_mean']:.1f}",
-             round(p["synaptic_events"]), p["ops_presentation"], p["ops_own"],
-             f"{1e3 * p['wall_s_per_image']:.3f}",
-             f"{1e3 * (p.get('wall_s_per_image_f32') or float('nan')):.3f}"] for p in net["ours"]]
-    return c.markdown_table(headers, rows)
+def peer_curves(runs: dict[str, dict]) -> list[dict]:
+    """Every SpikingJelly point, with its events counted per step and once."""
+    points = []
+    for mode, r in runs.items():
+        for k, t in enumerate(r["T"]):
+            first = r["first_layer_ops_per_image"][k]
+            per_step = r["ops_per_image"][k]
+            points.append({"recipe": mode, "T": t, "accuracy": r["accuracy"][k],
+                           "events_per_step_count": per_step,
+                           "events_input_once": per_step - first + first / t,
+                           "wall_s_per_image": r["wall_s_per_image"][k]})  # fmt: skip
+    return points
 
 
-def peer_table(net: dict) -> str:
-    headers = ["recipe", "T (steps)", "accuracy %", "synaptic ops/image", "of which input layer",
-               "ms/image"]
-    rows = []
-    for mode, run in net["peer"].items():
-        for k, t in enumerate(run["T"]):
-            rows.append([mode, t, f"{run['accuracy'][k]:.2f}", run["ops_per_image"][k],
-                         run["first_layer_ops_per_image"][k],
-                         f"{1e3 * run['wall_s_per_image'][k]:.3f}"])
-    return c.markdown_table(headers, rows)
+def _cheapest(points: list[dict], level: float, key: str) -> dict | None:
+    ok = [p for p in points if p["accuracy"] >= level - 1e-9]
+    return min(ok, key=lambda p: p[key]) if ok else None
 
 
-def _decline_note(net: dict) -> str:
-    """A sentence when the peer's accuracy peaks early and falls with more steps."""
-    falls = []
-    n = max(1, net["samples"])
-    for mode, run in net["peer"].items():
-        acc = run["accuracy"]
-        k = max(range(len(acc)), key=acc.__getitem__)
-        p = acc[k] / 100.0
-        margin = max(2.0, 300.0 * (p * (1 - p) / n) ** 0.5)  # 3 binomial standard errors
-        if acc[-1] < acc[k] - margin:
-            falls.append(f"{mode}: {acc[k]:.1f} % at T={run['T'][k]}, {acc[-1]:.1f} % at T={run['T'][-1]}")
-    if not falls:
-        return ""
-    return (
-        "\nThe peer's accuracy peaks early and then falls as T grows (" + "; ".join(falls) + "). "
-        "More steps should only help a rate-coded network, so its steady-state rates are "
-        "biased; this is consistent with the known weakness of rate-coded max-pooling (the reason "
-        "for the gating of Rueckauer et al. 2017, cited by the paper): max-pooling spike trains "
-        "passes the union of the spikes (rates "
-        "above the maximum), and max-pooling fluctuating input currents before the neuron "
-        "(pre-spike max-pool) picks their noise maxima; the bias compounds over the max-pool "
-        "layers. tdsnn's max-pool neurons fire with the last (largest-value) spike of their "
-        "window, exactly."
-    )
+def headline(model: dict, tolerance: float) -> dict:
+    """Fewest events at equal accuracy (within ``tolerance`` % of the DNN), per coding."""
+    level = model["dnn_accuracy"] - tolerance
+    theirs = {key: _cheapest(model["peer"], level, key)
+              for key in ("events_per_step_count", "events_input_once")}  # fmt: skip
+    out: dict[str, Any] = {"level": level, "theirs": theirs, "ours": {}}
+    for coding in ("paper", "sparse"):
+        mine = [p for p in model["ours"] if p["coding"] == coding]
+        best = _cheapest(mine, level, "synaptic_events_per_image")
+        entry: dict[str, Any] = {"point": best}
+        if best is not None:
+            for key, t in theirs.items():
+                entry[f"ratio_{key}"] = (
+                    None if t is None else t[key] / best["synaptic_events_per_image"]
+                )
+        out["ours"][coding] = entry
+    return out
 
 
-def headline_rows(results: dict) -> list[list]:
-    rows = []
-    for net in results["networks"]:
-        h = net["headline"]
-        if "ours" not in h:
-            rows.append([net["label"], f"{net['dnn_accuracy']:.2f}", h["status"]] + [""] * 7)
-            continue
-        o, t = h["ours"], h["theirs"]
-        rows.append([
-            net["label"], f"{net['dnn_accuracy']:.2f}",
-            f"L={o['L']}: {o['accuracy']:.2f} %, {o['latency_mean']:.1f} steps",
-            f"{t['mode']}, T={t['T']}: {t['accuracy']:.2f} %",
-            f"{h['events_ratio']:.1f}x", f"{h['ops_ratio_presentation']:.1f}x",
-            f"{h['wall_ratio']:.1f}x", f"{h.get('wall_ratio_f32', float('nan')):.1f}x",
-            f"{h.get('wall_ratio_clocked', float('nan')):.2f}x",
-            h["status"],
-        ])
-    return rows
+def measure_model(role: str, run: Path, args, work: Path) -> dict:
+    """Ours and theirs on one trained model."""
+    dnn, meta = load_dnn(run)
+    ds = c.dataset(meta["dataset"], "test")
+    x_raw = c.raw_images(ds, args.samples[role])
+    y = ds.labels[: x_raw.shape[0]]
+    x_norm = c.normalise(x_raw, ds)
+    model: dict[str, Any] = {
+        "role": role, "run": str(run), "seed": (meta.get("train") or {}).get("seed"),
+        "samples": int(x_raw.shape[0]), "dnn_accuracy": c.accuracy(dnn, x_norm, y),
+        "ours": [], "peer": [],
+    }  # fmt: skip
+    c.log(f"{run}: DNN {model['dnn_accuracy']:.2f} % on {model['samples']} test images")
+    scales = "auto" if role == "vgg" else None
+    for coding, lam, L in settings(args.leaks, args.lambdas):
+        tick = time.perf_counter()
+        row = one_setting(
+            run, work / f"{coding}_{lam:g}_L{L:g}", coding=coding, lam=lam, L=L,
+            epochs=args.epochs, train_limit=args.train_limit, test_limit=model["samples"],
+            device="cpu", progress=not args.quiet, activation_scales=scales,
+        )  # fmt: skip
+        row.update(L=L, accuracy=100.0 * row["snn_top1"], seconds=time.perf_counter() - tick)
+        model["ours"].append(row)
+        c.log(f"  ours {coding} LAMBDA={lam:g} L={L:g}: {row['accuracy']:.2f} %, "
+              f"{row['synaptic_events_per_image']:,.0f} events, agreement {row['agreement']:.4f}")
+    if spikingjelly_available():
+        train = c.dataset(meta["dataset"], "train")
+        calibration = [c.normalise(c.raw_images(train, 100, offset=100 * i), train)
+                       for i in range(args.calibration_batches)]  # fmt: skip
+        runs = {}
+        for mode, kwargs in SJ_CONFIGS.items():
+            sj = convert_spikingjelly(dnn, calibration, **kwargs)
+            runs[mode] = run_spikingjelly(sj, x_norm, y, tuple(args.peer_t), batch=100,
+                                          ops_samples=min(args.ops_samples, model["samples"]))
+            c.log("  spikingjelly " + mode + ": " + ", ".join(
+                f"T={t} {a:.2f} %" for t, a in zip(runs[mode]["T"], runs[mode]["accuracy"], strict=True)))
+        model["peer"] = peer_curves(runs)
+    model["headline"] = headline(model, args.tolerance)
+    return model
 
 
-HEADLINE_HEADERS = [
-    "network", "DNN acc % (same images)", "ours (closed_form)", "SpikingJelly",
-    "synaptic events: theirs / ours", "theirs / our total ops (presentation)",
-    "wall: theirs / ours closed_form", "wall: theirs / ours plain float32",
-    "wall: theirs / ours clocked", "how matched",
-]
-
-
-def report(results: dict) -> str:
-    parts = [f"Machine: {c.machine_line(results['machine'])}; load average at the end "
-             f"{results['machine_end'].get('loadavg')}."]
-    if not results["spikingjelly"]:
-        parts += ["", "> " + INSTALL_HINT.replace("\n", "\n> ")]
-    else:
-        parts += ["", c.markdown_table(HEADLINE_HEADERS, headline_rows(results))]
-    for net in results["networks"]:
-        parts += ["", f"**{net['label']}**: {net['samples']} test images, DNN accuracy on them "
-                      f"{net['dnn_accuracy']:.2f} % ({net['dnn_macs'] / 1e6:.2f} M MACs per image), "
-                      f"G-DNN fine-tuned {results['finetune_steps']} steps per L.", "",
-                  "tdsnn (closed_form, certified precision):", "", ours_table(net)]
-        if net["peer"]:
-            parts += ["", "SpikingJelly (rate coding, IF neurons, analog input every step):", "",
-                      peer_table(net)]
-            parts += [line for line in [_decline_note(net)] if line]
-    return "\n".join(parts)
-
-
-def plot(results: dict, directory: Path) -> list[Path]:
+def plot(data: dict, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
-    nets = results["networks"]
-    for what, xkey_ours, xkey_peer, xlabel, name in (
-        ("ops", "synaptic_events", "ops_per_image", "synaptic events per image (log)", "peer_accuracy_vs_ops.png"),
-        ("wall", "wall_s_per_image", "wall_s_per_image", "wall time per image, s (log)", "peer_accuracy_vs_wall.png"),
-    ):
-        fig, axes = plt.subplots(1, len(nets), figsize=(5.5 * len(nets), 4.2), squeeze=False)
-        for ax, net in zip(axes[0], nets, strict=True):
-            xs = [p[xkey_ours] for p in net["ours"]]
-            ax.plot(xs, [p["accuracy"] for p in net["ours"]], "o-", color="C0",
-                    label="tdsnn closed_form (L=1..8)" + (", synaptic events" if what == "ops" else ""))
-            for p, x in zip(net["ours"], xs, strict=True):
-                ax.annotate(f"L={p['L']}", (x, p["accuracy"]), fontsize=6, xytext=(3, -8),
-                            textcoords="offset points")
-            if what == "ops":
-                ax.plot([p["ops_presentation"] for p in net["ours"]], [p["accuracy"] for p in net["ours"]],
-                        "s--", color="C0", alpha=0.5, label="tdsnn, all ops (presentation)")
-            else:
-                ck = [(p["clocked_wall_s_per_image"], p["accuracy"], p["L"]) for p in net["ours"]
-                      if p.get("clocked_wall_s_per_image")]
-                if ck:
-                    ax.plot([v[0] for v in ck], [v[1] for v in ck], "D", color="C2",
-                            label=f"tdsnn clocked (L={ck[0][2]})")
-            for k, (mode, run) in enumerate(net["peer"].items()):
-                ax.plot(run[xkey_peer], run["accuracy"], "^-", color=f"C{k + 3}",
-                        label=f"SpikingJelly rate coding ({mode})")
-                for t, x, a in zip(run["T"], run[xkey_peer], run["accuracy"], strict=True):
-                    ax.annotate(f"T={t}", (x, a), fontsize=6, xytext=(3, 3), textcoords="offset points")
-            ax.axhline(net["dnn_accuracy"], color="k", lw=0.8, label="DNN")
-            ax.axhline(net["dnn_accuracy"] - 0.5, color="k", lw=0.8, ls=":", label="DNN - 0.5 %")
-            ax.set_xscale("log")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(f"accuracy % ({net['samples']} test images)")
-            lo = min([p["accuracy"] for p in net["ours"]] + [net["dnn_accuracy"] - 10])
-            ax.set_ylim(max(0, lo - 2), min(100, net["dnn_accuracy"] + 3))
-            ax.set_title(net["label"], fontsize=9)
-            ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=6, loc="lower right")
-        paths.append(c.save_figure(fig, directory / name, results["machine"]))
-    return paths
+    models = data["models"]
+    cols = min(2, len(models))
+    rows = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax, m in zip(axes.flat, models, strict=False):
+        for coding, style in (("paper", "o-"), ("sparse", "s-")):
+            pts = sorted((p for p in m["ours"] if p["coding"] == coding and not p["lambda"]),
+                         key=lambda p: p["L"])  # fmt: skip
+            ax.plot([p["synaptic_events_per_image"] for p in pts], [p["accuracy"] for p in pts],
+                    style, label=f"tdsnn {coding} coding (L = " + ",".join(f"{p['L']:g}" for p in pts) + ")")
+        pen = [p for p in m["ours"] if p["lambda"]]
+        if pen:
+            ax.plot([p["synaptic_events_per_image"] for p in pen], [p["accuracy"] for p in pen], "*",
+                    ms=9, label="tdsnn sparse, L = 5, LAMBDA = " + ",".join(f"{p['lambda']:g}" for p in pen))
+        for k, recipe in enumerate(dict.fromkeys(p["recipe"] for p in m["peer"])):
+            pts = [p for p in m["peer"] if p["recipe"] == recipe]
+            ax.plot([p["events_per_step_count"] for p in pts], [p["accuracy"] for p in pts], "^-",
+                    color=f"C{k + 3}", lw=0.9, label=f"SpikingJelly {recipe} (T = {pts[0]['T']}..{pts[-1]['T']})")
+            ax.plot([p["events_input_once"] for p in pts], [p["accuracy"] for p in pts], "^:",
+                    color=f"C{k + 3}", lw=0.9, alpha=0.5)
+        ax.axhline(m["dnn_accuracy"], color="k", lw=0.8)
+        ax.axhline(m["dnn_accuracy"] - data["tolerance"], color="k", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        best = max([p["accuracy"] for p in m["ours"]] + [p["accuracy"] for p in m["peer"]])
+        ax.set_ylim(best - 12, m["dnn_accuracy"] + 1.5)
+        ax.set_xlabel("synaptic events per image (dotted: peer's input once)", fontsize=8)
+        ax.set_ylabel(f"accuracy % (first {m['samples']} test images)")
+        ax.set_title(f"{ROLES[m['role']]}, {Path(m['run']).name}", fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=5, loc="lower right")
+    return c.save_figure(fig, path, data["machine"])
 
 
-def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--peer-networks", nargs="+", default=None, choices=["lenet5", "vgg", "alexnet"],
-                        help="networks compared with the peer (default: lenet5 vgg)")
-    parser.add_argument("--peer-samples", type=int, default=None,
-                        help="test images for both tools (default: 1000 MNIST, 500 CIFAR-10; quick 100)")
-    parser.add_argument("--peer-ops-samples", type=int, default=None,
-                        help="images of the peer's operation-counting pass (default 50)")
-    parser.add_argument("--peer-batch", type=int, default=100)
-    parser.add_argument("--max-t", type=int, default=None, help="largest T of the peer (default 512, quick 128)")
-    parser.add_argument("--leaks", type=float, nargs="+", default=None,
-                        help="our leak constants (default 1..8, quick 1 3 5 8)")
-    parser.add_argument("--calibration-batches", type=int, default=None,
-                        help="100-image training batches for the peer's threshold balancing (default 10)")
-    parser.add_argument("--tolerance", type=float, default=0.5, help="equal accuracy: within this %% of the DNN")
+def _run_arg(text: str) -> tuple[str, Path]:
+    role, sep, folder = text.partition("=")
+    if not sep or role not in ROLES:
+        raise argparse.ArgumentTypeError(f"expected ROLE=FOLDER with ROLE in {sorted(ROLES)}, got {text!r}")
+    path = Path(folder)
+    if not (path / "dnn.safetensors").exists():
+        raise argparse.ArgumentTypeError(f"{path} holds no dnn.safetensors (run `tdsnn train`)")
+    return role, path
 
 
-def fill_defaults(args) -> None:
-    quick = args.quick
-    if args.peer_networks is None:
-        args.peer_networks = ["lenet5", "vgg"]
-    if args.peer_ops_samples is None:
-        args.peer_ops_samples = 50
-    if args.max_t is None:
-        args.max_t = 128 if quick else 512
-    if args.leaks is None:
-        args.leaks = [1, 3, 5, 8] if quick else [1, 2, 3, 4, 5, 6, 7, 8]
-    args.leaks = [int(v) if float(v).is_integer() else v for v in args.leaks]
-    if args.calibration_batches is None:
-        args.calibration_batches = 2 if quick else 10
-
-
-def main(argv=None) -> None:
-    args = c.parse_args(__doc__, add_args, argv)
-    fill_defaults(args)
-    results = run(args)
-    print(report(results))
-    for path in plot(results, c.CACHE / "results"):
-        print(f"plot: {path}")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", type=_run_arg, action="append", required=True,
+                        help="ROLE=FOLDER (ROLE: lenet5 or vgg), a `tdsnn train` run; repeatable")
+    parser.add_argument("--leaks", type=float, nargs="+", default=[1, 2, 3, 5, 8])
+    parser.add_argument("--vgg-leaks", type=float, nargs="+", default=[2, 3, 5, 8])
+    parser.add_argument("--lambdas", type=float, nargs="*", default=[0.3])
+    parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per setting")
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--samples", type=int, default=None,
+                        help="test images (default 1000 MNIST and 1000 CIFAR-10)")
+    parser.add_argument("--peer-t", type=int, nargs="+", default=list(PEER_T))
+    parser.add_argument("--ops-samples", type=int, default=50, help="images of the peer's counting pass")
+    parser.add_argument("--calibration-batches", type=int, default=10)
+    parser.add_argument("--tolerance", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=JSON_OUT)
+    parser.add_argument("--plot", type=Path, default=PLOT_OUT)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the models of an existing --json that this run does not measure")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    args.samples = {role: args.samples or 1000 for role in ROLES}
+    threads = c.set_threads(args.threads)
+    if not spikingjelly_available():
+        c.log(INSTALL_HINT + "\nOnly our side is measured.")
+    data: dict[str, Any] = {
+        "machine": c.machine_info(), "threads": threads, "tolerance": args.tolerance,
+        "epochs": args.epochs, "train_limit": args.train_limit, "peer_T": args.peer_t,
+        "calibration_batches": args.calibration_batches, "models": [],
+    }  # fmt: skip
+    if args.append and args.json.exists():
+        measuring = {(role, str(run)) for role, run in args.run}
+        kept = json.loads(args.json.read_text())["models"]
+        data["models"] = [m for m in kept if (m["role"], m["run"]) not in measuring]
+    with tempfile.TemporaryDirectory(prefix="peer-sparse-") as scratch:
+        for k, (role, run) in enumerate(args.run):
+            leaks = args.vgg_leaks if role == "vgg" else args.leaks
+            sub = argparse.Namespace(**{**vars(args), "leaks": leaks})
+            data["models"].append(measure_model(role, run, sub, Path(scratch) / str(k)))
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(data, indent=1) + "\n")  # what is measured so far
+    print(peer_sparse_table(data))
+    print(f"wrote {args.json} and {plot(data, args.plot)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

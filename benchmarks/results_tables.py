@@ -47,6 +47,13 @@ INPUT_SCALE_MARKS = ("<!-- input-scale:begin -->", "<!-- input-scale:end -->")
 VGG_SPARSE_MARKS = ("<!-- vgg-sparse:begin -->", "<!-- vgg-sparse:end -->")
 PERFORMANCE = ROOT / "docs" / "performance.md"
 CERTIFIED_MARKS = ("<!-- certified-speed:begin -->", "<!-- certified-speed:end -->")
+CONTENTION = ROOT / "docs" / "performance" / "contention.json"
+CONTENTION_MARKS = ("<!-- contention:begin -->", "<!-- contention:end -->")
+SPOT_CHECK = ROOT / "docs" / "performance" / "spot_check.json"
+SPOT_MARKS = ("<!-- spot-check:begin -->", "<!-- spot-check:end -->")
+PEER_SPARSE = ROOT / "docs" / "performance" / "peer.json"
+PEER_MARKS = ("<!-- peer-sparse:begin -->", "<!-- peer-sparse:end -->")
+ROLES = {"lenet5": "LeNet-5 / MNIST", "vgg": "VGG-11-style w0.25 / CIFAR-10"}
 SPEED_RUNS = (
     (THROUGHPUT, "idle"),
     (ROOT / "docs" / "performance" / "throughput_2threads.json", "idle"),
@@ -173,6 +180,68 @@ def speed_table() -> str:
     ):  # fmt: skip
         rows.append(f"| {label} | " + " | ".join(span(n, get) + unit for n in nets) + " |")
     return "\n".join(rows)
+
+
+def peer_sparse_table(data: dict | None = None) -> str:
+    """SpikingJelly against both codings at equal accuracy, one row per trained model and
+    coding (``benchmarks/peer_spikingjelly.py``): the fewest synaptic events each tool needs
+    within the tolerance of the DNN, the peer's counted per step and with its constant
+    input layer once."""
+    data = json.loads(PEER_SPARSE.read_text()) if data is None else data
+    lines = [
+        "| network | model | DNN acc. % | ours: coding | ours: cheapest point | ours: events/image | "
+        "SpikingJelly, input every step | theirs / ours | SpikingJelly, input once | theirs / ours |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for m in data["models"]:
+        h = m["headline"]
+        for coding, entry in h["ours"].items():
+            p = entry["point"]
+            if p is None:
+                ours = ["not within tolerance", ""]
+            else:
+                tag = f"L = {p['L']:g}" + (f", LAMBDA = {p['lambda']:g}" if p["lambda"] else "")
+                ours = [f"{tag}: {p['accuracy']:.2f} %", f"{p['synaptic_events_per_image'] / 1e3:,.0f}k"]
+            cells = []
+            for key in ("events_per_step_count", "events_input_once"):
+                t, ratio = h["theirs"][key], entry.get(f"ratio_{key}")
+                if t is None:
+                    cells += ["never within tolerance", ""]
+                    continue
+                cells += [f"{t['recipe']}, T = {t['T']}: {t['accuracy']:.2f} %, {t[key] / 1e3:,.0f}k",
+                          "" if ratio is None else f"{ratio:.1f}x"]  # fmt: skip
+            run = m["run"].rstrip("/").split("/")[-1]
+            lines.append(f"| {ROLES[m['role']]} | {run} (seed {m['seed']}) | {m['dnn_accuracy']:.2f} | "
+                         f"{coding} | " + " | ".join(ours + cells) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def contention_table() -> str:
+    """Two threads with the other core busy, under each OpenMP wait policy
+    (``benchmarks/contention.py``)."""
+    data = json.loads(CONTENTION.read_text())
+    lines = ["| wait policy | network | batch | DNN ms | certified ms | certified / DNN | "
+             "plain float32 ms | plain float32 / DNN |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for run in data["runs"]:
+        for r in run["rows"]:
+            lines.append(f"| {run['policy']} | {SHORT_LABELS[r['network']]} | {r['batch']} | "
+                         f"{r['dnn_ms']:.1f} | {r['certified_ms']:.1f} | "
+                         f"{r['dnn_ms'] / r['certified_ms']:.2f}x | {r['float32_ms']:.1f} | "
+                         f"{r['dnn_ms'] / r['float32_ms']:.2f}x |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def spot_check_table() -> str:
+    """What the run-time spot check (16 neurons per certified layer) costs, idle machine
+    (``benchmarks/spot_check.py``)."""
+    data = json.loads(SPOT_CHECK.read_text())["idle"]
+    lines = ["| network | threads | batch | DNN ms | certified / DNN | spot check cost |",
+             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for r in data["rows"]:
+        lines.append(f"| {r['network']} | {r['threads']} | {r['batch']} | {r['dnn_ms']:.1f} | "
+                     f"{r['certified_over_dnn']:.2f}x | {100 * r['spot_check_cost']:+.1f} % |")
+    return "\n".join(lines)
 
 
 def certified_speed_table() -> str:
@@ -312,7 +381,8 @@ GENERATED = {  # document -> {markers: the function that writes the table betwee
           SWEEP_MARKS: sweep_table, ALEXNET_MARKS: alexnet_sweep_table,
           VGG_SPARSE_MARKS: vgg_sparse_table, INPUT_SCALE_MARKS: input_scale_table},
     README: {SPEED_MARKS: speed_table},
-    PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table},
+    PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table, CONTENTION_MARKS: contention_table,
+                  SPOT_MARKS: spot_check_table},
 }  # fmt: skip
 
 

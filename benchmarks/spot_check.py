@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 
 import common as c
@@ -25,15 +24,6 @@ import tdsnn
 from tdsnn.models import lenet5, vgg_cifar
 
 OUT = c.DOCS / "performance" / "spot_check.json"
-BUSY = """
-import time
-end = time.time() + 600
-while time.time() < end:
-    start = time.time()
-    while time.time() - start < 0.004:
-        pass
-    time.sleep(0.004)
-"""
 
 
 def measure(threads: list[int], batches: list[int], timing: c.TimingConfig) -> list[dict]:
@@ -84,12 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args(argv)
     timing = c.TimingConfig(target_s=0.3 if args.quick else 1.5, min_repeats=5)
-    busy = subprocess.Popen([sys.executable, "-c", BUSY]) if args.busy else None
-    try:
+    if args.busy:
+        with c.busy_core(duty=0.5):
+            rows = measure(args.threads, args.batch_sizes, timing)
+    else:
         rows = measure(args.threads, args.batch_sizes, timing)
-    finally:
-        if busy is not None:
-            busy.kill()
     result = {"machine": c.machine_info(), "busy": args.busy, "rows": rows}
     if OUT.exists():
         previous = json.loads(OUT.read_text())

@@ -16,6 +16,7 @@ latency = mean SNN latency in time steps of the batch's samples).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -220,11 +221,23 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         choices=["lenet5", "vgg", "alexnet", "resnet20"])
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip the per-configuration memory subprocesses")
+    parser.add_argument("--busy", action="store_true",
+                        help="a second process spins on one core meanwhile (a shared machine)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the results here (the committed artefacts: docs/performance/)")
 
 
 def main(argv=None) -> None:
     args = c.parse_args(__doc__, add_args, argv)
-    results = run(args)
+    if args.busy:
+        with c.busy_core():
+            results = run(args)
+    else:
+        results = run(args)
+    results["busy"] = args.busy
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(report(results))
     print()
     print(f"plot: {plot(results, c.CACHE / 'results' / 'throughput.png')}")

@@ -107,3 +107,45 @@ def test_spikingjelly_peer_on_a_tiny_network(bench):
     assert all(0 <= a <= 100 for a in run["accuracy"])
     assert 0 < run["ops_per_image"][0] < run["ops_per_image"][1]
     assert run["wall_s_per_image"][0] <= run["wall_s_per_image"][1]
+
+
+def _peer_run(accuracy, ops, first):
+    return {"T": [1, 4, 8], "accuracy": accuracy, "ops_per_image": ops,
+            "first_layer_ops_per_image": first, "wall_s_per_image": [0.1, 0.4, 0.8]}  # fmt: skip
+
+
+def test_peer_sparse_counts_the_constant_input_once_and_matches_at_equal_accuracy(bench):
+    """The peer's input layer counted once is ``total - first + first / T``; the headline
+    takes, per tool and coding, the fewest events among the points within the tolerance."""
+    ps = bench["peer_spikingjelly"]
+    points = ps.peer_curves({"Max": _peer_run([90.0, 98.9, 99.1], [300, 1200, 2400], [100, 400, 800])})
+    assert [p["events_input_once"] for p in points] == [300.0, 900.0, 1700.0]
+    assert [p["events_per_step_count"] for p in points] == [300, 1200, 2400]
+    ours = [
+        {"coding": "paper", "lambda": 0.0, "L": 5.0, "accuracy": 99.0, "synaptic_events_per_image": 2000},
+        {"coding": "sparse", "lambda": 0.0, "L": 3.0, "accuracy": 98.0, "synaptic_events_per_image": 100},
+        {"coding": "sparse", "lambda": 0.0, "L": 5.0, "accuracy": 98.8, "synaptic_events_per_image": 400},
+        {"coding": "sparse", "lambda": 0.3, "L": 5.0, "accuracy": 98.7, "synaptic_events_per_image": 300},
+    ]  # fmt: skip
+    head = ps.headline({"dnn_accuracy": 99.2, "ours": ours, "peer": points}, tolerance=0.5)
+    assert head["theirs"]["events_per_step_count"]["T"] == 4  # 98.9 >= 98.7, fewer than T = 8
+    sparse = head["ours"]["sparse"]
+    assert sparse["point"]["lambda"] == 0.3  # 98.0 % is below the level, 400 > 300
+    assert sparse["ratio_events_per_step_count"] == 1200 / 300
+    assert sparse["ratio_events_input_once"] == 900 / 300
+    assert head["ours"]["paper"]["ratio_events_input_once"] == 900 / 2000
+    nobody = ps.headline({"dnn_accuracy": 99.9, "ours": ours, "peer": points}, tolerance=0.5)
+    assert nobody["ours"]["sparse"]["point"] is None
+    assert nobody["theirs"]["events_per_step_count"] is None
+
+
+def test_run_all_steps_are_scripts_that_accept_their_arguments(bench, capsys):
+    """run_all.py's steps name scripts of benchmarks/ and arguments those scripts parse."""
+    run_all = importlib.import_module("run_all")
+    assert run_all.main(["--dry-run"]) == 0
+    assert "results_tables.py" in capsys.readouterr().out
+    for name, (script, *args) in run_all.STEPS.items():
+        assert (BENCH / script).exists(), name
+        if script == "throughput.py":
+            parsed = bench["common"].parse_args("", bench["throughput"].add_args, args)
+            assert parsed.json is not None and parsed.json.parent == run_all.PERF, name

@@ -56,8 +56,8 @@ SMALL_LAYER_MACS = 1 << 23
 
 
 SPOT_CHECK = 16  # neurons per layer and batch that the run-time spot check recomputes
-# The spot check is off by default: measured at 5-15 % of a certified run (about 0.7 ms
-# per checked layer; benchmarks/spot_check.py), above the 3 % at which it would be on.
+# The spot check is off by default: measured at 5-15 % of a certified run
+# (benchmarks/spot_check.py), above the 3 % at which it would be on.
 # The tests turn it on.
 DEFAULT_SPOT_CHECKS = 0
 
