@@ -38,9 +38,10 @@ measured) and ``docs/img/peer.png`` (accuracy against synaptic events, every mod
 prints the table of docs/performance.md::
 
     python benchmarks/peer_spikingjelly.py --run lenet5=runs/main --run lenet5=runs/lenet_s1 \\
-        --lambdas 0.1 0.3
-    python benchmarks/peer_spikingjelly.py --run vgg=runs/cifar_vgg --run vgg=runs/cifar_vgg_s1 \\
-        --lambdas 1 3 --append          # the VGG models, added to the same JSON
+        --lambdas 0.1 0.3 --json runs/peer_lenet.json
+    python benchmarks/peer_spikingjelly.py --run vgg=runs/cifar_vgg --vgg-leaks 3 5 8 \\
+        --lambdas 1 3 --json runs/peer_vgg.json          # (one process per model, or both)
+    python benchmarks/peer_spikingjelly.py --merge runs/peer_lenet.json runs/peer_vgg.json
     python benchmarks/peer_spikingjelly.py --run lenet5=runs/main --samples 100 --leaks 5 \\
         --lambdas --train-limit 2000 --peer-t 4 8 --calibration-batches 1    # a quick look
 """
@@ -359,6 +360,9 @@ def measure_model(role: str, run: Path, args, work: Path) -> dict:
                 f"T={t} {a:.2f} %" for t, a in zip(runs[mode]["T"], runs[mode]["accuracy"], strict=True)))
         model["peer"] = peer_curves(runs)
     model["headline"] = headline(model, args.tolerance)
+    model["settings"] = {k: getattr(args, k) for k in ("leaks", "lambdas", "epochs", "train_limit",
+                                                         "peer_t", "calibration_batches", "threads")}
+    model["machine"] = c.machine_info()
     return model
 
 
@@ -403,6 +407,20 @@ def plot(data: dict, path: Path) -> Path:
     return c.save_figure(fig, path, data["machine"])
 
 
+def merge(sources: list[Path], out: Path, plot_path: Path) -> int:
+    """One artefact from the results of several runs of this script (each model keeps the
+    settings and machine it was measured with)."""
+    parts = [json.loads(path.read_text()) for path in sources]
+    data = {k: v for k, v in parts[0].items() if k != "models"}
+    data["sources"] = [str(path) for path in sources]
+    data["models"] = [m for part in parts for m in part["models"]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    print(peer_sparse_table(data))
+    print(f"wrote {out} and {plot(data, plot_path)}")
+    return 0
+
+
 def _run_arg(text: str) -> tuple[str, Path]:
     role, sep, folder = text.partition("=")
     if not sep or role not in ROLES:
@@ -415,7 +433,7 @@ def _run_arg(text: str) -> tuple[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=_run_arg, action="append", required=True,
+    parser.add_argument("--run", type=_run_arg, action="append", default=[],
                         help="ROLE=FOLDER (ROLE: lenet5 or vgg), a `tdsnn train` run; repeatable")
     parser.add_argument("--leaks", type=float, nargs="+", default=[1, 2, 3, 5, 8])
     parser.add_argument("--vgg-leaks", type=float, nargs="+", default=[2, 3, 5, 8])
@@ -431,10 +449,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=JSON_OUT)
     parser.add_argument("--plot", type=Path, default=PLOT_OUT)
-    parser.add_argument("--append", action="store_true",
-                        help="keep the models of an existing --json that this run does not measure")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="measure nothing: write the models of these JSON files to --json, replot")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.json, args.plot)
+    if not args.run:
+        parser.error("give --run ROLE=FOLDER (or --merge)")
     args.samples = {role: args.samples or 1000 for role in ROLES}
     threads = c.set_threads(args.threads)
     if not spikingjelly_available():
@@ -444,10 +466,6 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs, "train_limit": args.train_limit, "peer_T": args.peer_t,
         "calibration_batches": args.calibration_batches, "models": [],
     }  # fmt: skip
-    if args.append and args.json.exists():
-        measuring = {(role, str(run)) for role, run in args.run}
-        kept = json.loads(args.json.read_text())["models"]
-        data["models"] = [m for m in kept if (m["role"], m["run"]) not in measuring]
     with tempfile.TemporaryDirectory(prefix="peer-sparse-") as scratch:
         for k, (role, run) in enumerate(args.run):
             leaks = args.vgg_leaks if role == "vgg" else args.leaks
