@@ -379,7 +379,7 @@ GENERATED = {  # document -> {markers: the function that writes the table betwee
           VGG_SPARSE_MARKS: vgg_sparse_table, INPUT_SCALE_MARKS: input_scale_table},
     README: {SPEED_MARKS: speed_table},
     PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table, CONTENTION_MARKS: contention_table,
-                  SPOT_MARKS: spot_check_table},
+                  SPOT_MARKS: spot_check_table, PEER_MARKS: peer_sparse_table},
 }  # fmt: skip
 
 

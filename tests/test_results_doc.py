@@ -160,13 +160,13 @@ def test_the_resnet_notes_quote_the_compensation_artefact():
 
 
 def test_the_readme_peer_figures_are_those_of_the_performance_page():
-    """The README quotes the SpikingJelly comparison of docs/performance.md (generated with
-    docs/performance/run_all.json by the same run): each quoted ratio appears there."""
+    """The README quotes the SpikingJelly comparison of docs/performance.md (its table is
+    generated from docs/performance/peer.json): each quoted ratio appears there."""
     import re
 
     readme = (ROOT / "README.md").read_text()
     start = readme.index("Against SpikingJelly")
-    end = readme.index("The sparse\ncoding (above)", start)
+    end = readme.index("## In Python", start)
     quoted = re.findall(r"\d+\.\d+x", readme[start:end])
     page = (ROOT / "docs" / "performance.md").read_text()
     assert quoted, "no peer figures found in the README"
