@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import copy
 import cProfile
+import json
 import pstats
 import time
+from pathlib import Path
 
 import common as c
 import torch
@@ -146,11 +148,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile-networks", nargs="+", default=["lenet5", "vgg"],
                         choices=["lenet5", "vgg", "alexnet"])
     parser.add_argument("--profile-batch", type=int, default=32)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the results here (the committed artefact: docs/performance/)")
 
 
 def main(argv=None) -> None:
     args = c.parse_args(__doc__, add_args, argv)
-    print(report(run(args)))
+    results = run(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    print(report(results))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ CONTENTION = ROOT / "docs" / "performance" / "contention.json"
 CONTENTION_MARKS = ("<!-- contention:begin -->", "<!-- contention:end -->")
 SPOT_CHECK = ROOT / "docs" / "performance" / "spot_check.json"
 SPOT_MARKS = ("<!-- spot-check:begin -->", "<!-- spot-check:end -->")
+SCALING = ROOT / "docs" / "performance" / "scaling.json"
+SCALING_MARKS = ("<!-- scaling:begin -->", "<!-- scaling:end -->")
+PROFILE = ROOT / "docs" / "performance" / "profile.json"
+PROFILE_MARKS = ("<!-- profile:begin -->", "<!-- profile:end -->")
 PEER_SPARSE = ROOT / "docs" / "performance" / "peer.json"
 PEER_MARKS = ("<!-- peer-sparse:begin -->", "<!-- peer-sparse:end -->")
 ROLES = {"lenet5": "LeNet-5 / MNIST", "vgg": "VGG-11-style w0.25 / CIFAR-10"}
@@ -246,6 +250,27 @@ def peer_sparse_table(data: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def _bench(name: str):
+    """A benchmark module of this folder (imported on demand: they load torch)."""
+    import importlib
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
+def scaling_tables() -> str:
+    """Width, depth and L scaling (``benchmarks/scaling.py``), the script's own report."""
+    return _bench("scaling").report(json.loads(SCALING.read_text()))
+
+
+def profile_tables() -> str:
+    """Simulator profiles (``benchmarks/profile_engine.py``), the script's own report."""
+    return _bench("profile_engine").report(json.loads(PROFILE.read_text()), top=6)
+
+
 def contention_table() -> str:
     """Two threads with the other core busy, under each OpenMP wait policy
     (``benchmarks/contention.py``)."""
@@ -413,7 +438,8 @@ GENERATED = {  # document -> {markers: the function that writes the table betwee
           SPARSE_RUNS_MARKS: sparse_runs_table},
     README: {SPEED_MARKS: speed_table},
     PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table, CONTENTION_MARKS: contention_table,
-                  SPOT_MARKS: spot_check_table, PEER_MARKS: peer_sparse_table},
+                  SPOT_MARKS: spot_check_table, PEER_MARKS: peer_sparse_table,
+                  SCALING_MARKS: scaling_tables, PROFILE_MARKS: profile_tables},
 }  # fmt: skip
 
 

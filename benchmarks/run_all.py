@@ -39,6 +39,8 @@ STEPS: dict[str, list[str]] = {
                             "--json", str(PERF / "throughput_resnet20.json")],
     "contention": ["contention.py"],  # the OpenMP wait policies under a busy core
     "spot_check": ["spot_check.py"],  # what the run-time spot check costs
+    "scaling": ["scaling.py", "--leaks", "5", "--no-memory", "--json", str(PERF / "scaling.json")],
+    "profile": ["profile_engine.py", "--json", str(PERF / "profile.json")],
 }  # fmt: skip
 
 

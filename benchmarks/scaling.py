@@ -16,6 +16,7 @@ process (see common.MEMORY_METHOD).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import common as c
@@ -194,9 +195,13 @@ def main(argv=None) -> None:
     parser.add_argument("--leaks", type=float, nargs="+", default=None,
                         help="leak constants (default 1..8, quick 1 3 5 8)")
     parser.add_argument("--no-memory", dest="memory", action="store_false")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the results here (the committed artefact: docs/performance/)")
     args = parser.parse_args(argv)
     fill_defaults(args)
     results = run(args)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(report(results))
     print(f"plot: {plot(results, c.CACHE / 'results' / 'scaling.png')}")
 
