@@ -722,11 +722,16 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def save_json(name: str, obj) -> Path:
-    path = CACHE / "results" / f"{name}.json"
+def write_json(path: Path, obj) -> Path:
+    """Write ``obj`` as indented JSON (a benchmark's artefact), making the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, default=str))
+    path.write_text(json.dumps(obj, indent=1, default=str) + "\n")
     return path
+
+
+def save_json(name: str, obj) -> Path:
+    """The raw results of a benchmark, kept in the (ignored) cache."""
+    return write_json(CACHE / "results" / f"{name}.json", obj)
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:

@@ -298,6 +298,10 @@ def peer_curves(runs: dict[str, dict]) -> list[dict]:
     return points
 
 
+def _reaches(points: list[dict], level: float) -> bool:
+    return any(p["accuracy"] >= level - 1e-9 for p in points)
+
+
 def _cheapest(points: list[dict], level: float, key: str) -> dict | None:
     ok = [p for p in points if p["accuracy"] >= level - 1e-9]
     return min(ok, key=lambda p: p[key]) if ok else None
@@ -311,7 +315,7 @@ def headline(model: dict, tolerance: float) -> dict:
     for coding in ("paper", "sparse"):
         mine = [p for p in model["ours"] if p["coding"] == coding]
         level, matched = model["dnn_accuracy"] - tolerance, "within tolerance of the DNN"
-        if _cheapest(mine, level, "accuracy") is None or _cheapest(model["peer"], level, "accuracy") is None:
+        if not (_reaches(mine, level) and _reaches(model["peer"], level)):
             if not mine or not model["peer"]:
                 out["ours"][coding] = {"point": None, "theirs": dict.fromkeys(keys), "level": level,
                                        "matched": "no points"}  # fmt: skip
@@ -422,8 +426,7 @@ def merge(sources: list[Path], out: Path, plot_path: Path) -> int:
     data["models"] = [m for part in parts for m in part["models"]]
     for m in data["models"]:  # recomputed from the points, by this version's rule
         m["headline"] = headline(m, data["tolerance"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=1) + "\n")
+    c.write_json(out, data)
     print(peer_sparse_table(data))
     print(f"wrote {out} and {plot(data, plot_path)}")
     return 0
@@ -479,8 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             leaks = args.vgg_leaks if role == "vgg" else args.leaks
             sub = argparse.Namespace(**{**vars(args), "leaks": leaks})
             data["models"].append(measure_model(role, run, sub, Path(scratch) / str(k)))
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(data, indent=1) + "\n")  # what is measured so far
+            c.write_json(args.json, data)  # what is measured so far
     print(peer_sparse_table(data))
     print(f"wrote {args.json} and {plot(data, args.plot)}")
     return 0

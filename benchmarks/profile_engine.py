@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import cProfile
-import json
 import pstats
 import time
 from pathlib import Path
@@ -156,7 +155,7 @@ def main(argv=None) -> None:
     args = c.parse_args(__doc__, add_args, argv)
     results = run(args)
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        c.write_json(args.json, results)
     print(report(results))
 
 

@@ -91,12 +91,17 @@ def table() -> str:
                       1 - snn["top1"], run["spikes_per_neuron"],
                       run["synaptic_events_per_image"], run["dnn_macs_per_image"], text))  # fmt: skip
     if TRADEOFF.exists():
-        for row in _tradeoff_rows(json.loads(TRADEOFF.read_text())):
-            name, rest = row[2:].split(" |", 1)
-            lines.append(f"| {name} (trade-off run, earlier DNN) |{rest}")
+        lines += [_suffixed(row, " (trade-off run, earlier DNN)")
+                  for row in _tradeoff_rows(json.loads(TRADEOFF.read_text()))]  # fmt: skip
     lines.append(f"| paper (Table 1-2, its coding) | {PAPER_TABLE2['snn_err']:.2f} | 1 (every "
                  "neuron fires once) | | | |")  # fmt: skip
     return "\n".join(lines)
+
+
+def _suffixed(row: str, suffix: str) -> str:
+    """A table row with ``suffix`` appended to its first cell."""
+    name, rest = row[2:].split(" |", 1)
+    return f"| {name}{suffix} |{rest}"
 
 
 def _tradeoff_rows(trade: dict) -> list[str]:
@@ -143,10 +148,7 @@ def vgg_sparse_table() -> str:
     ]
     for path in (VGG_TRADEOFF, VGG_TRADEOFF_E4):
         trade = json.loads(path.read_text())
-        epochs = trade["finetune_epochs"]
-        for row in _tradeoff_rows(trade):
-            name, rest = row[2:].split(" |", 1)
-            lines.append(f"| {name}, {epochs} epochs |{rest}")
+        lines += [_suffixed(row, f", {trade['finetune_epochs']} epochs") for row in _tradeoff_rows(trade)]
     return "\n".join(lines)
 
 

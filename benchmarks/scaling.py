@@ -16,7 +16,6 @@ process (see common.MEMORY_METHOD).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import common as c
@@ -201,7 +200,7 @@ def main(argv=None) -> None:
     fill_defaults(args)
     results = run(args)
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        c.write_json(args.json, results)
     print(report(results))
     print(f"plot: {plot(results, c.CACHE / 'results' / 'scaling.png')}")
 

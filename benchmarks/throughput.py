@@ -16,7 +16,6 @@ latency = mean SNN latency in time steps of the batch's samples).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -236,8 +235,7 @@ def main(argv=None) -> None:
         results = run(args)
     results["busy"] = args.busy
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        c.write_json(args.json, results)
     print(report(results))
     print()
     print(f"plot: {plot(results, c.CACHE / 'results' / 'throughput.png')}")
