@@ -12,9 +12,11 @@ from torch import nn
 import tdsnn
 from tdsnn.coding import spike_value
 from tdsnn.snn.certified import (
+    U32,
     ReceptiveFields,
     certified_spike_times,
     ieee_float32,
+    values32,
 )
 from tdsnn.snn.layers import SpikingSynapse
 from tdsnn.testing import random_case
@@ -122,8 +124,8 @@ def test_receptive_fields_are_the_unfolded_input(groups, padding, stride, dilati
     out = conv(x)
     n, c, i, j = torch.meshgrid(*(torch.arange(s) for s in out.shape), indexing="ij")
     where = torch.stack([n, c, i, j], dim=-1).reshape(-1, 4)
-    fields = ReceptiveFields(layer, x).at(where)  # rows ordered (kh, kw, channel)
-    rows = conv.weight.detach().permute(0, 2, 3, 1).reshape(6, -1)
+    fields = ReceptiveFields(layer, x).at(where)  # rows ordered (channel, kh, kw)
+    rows = conv.weight.detach().reshape(6, -1)
     sums = (fields * rows[where[:, 1]]).sum(dim=1) + conv.bias.detach()[where[:, 1]]
     torch.testing.assert_close(sums, out.detach().reshape(-1), rtol=1e-5, atol=1e-5)
 
@@ -303,3 +305,17 @@ def test_split_sums_stay_within_their_rounding_bound(kind, width, seed):
     size = ops(g64, w64.abs(), b64.abs())
     gamma = 1.01 * terms * certified.U32 / (1.0 - terms * certified.U32)
     assert bool(((A.double() - exact).abs() <= gamma * size * (1 + 1e-6) + 1e-300).all())
+
+
+@pytest.mark.parametrize("L", [0.3, 1.0, 2.0, 5.0, 8.0, 30.0])
+def test_float32_values_stay_within_the_error_the_bounds_allow(L):
+    """``values32`` (exp2 of a rounded argument) is off from float64's ``exp(t/L)`` by at
+    most ``(2 t/L + 2) u``, inside the ``(2 t/L + 4) u`` of the certified bounds; silent
+    neurons (``t = -inf``) are 0."""
+    t = torch.cat([torch.arange(0, 600, dtype=torch.float32), torch.tensor([-math.inf])])
+    got = values32(t, L).double()
+    want = torch.exp(t.double() / L)
+    finite = torch.isfinite(got) & (want > 0) & (want < 3e38)
+    assert finite.sum() > 10 and got[-1] == 0.0
+    rel = ((got - want).abs() / want)[finite]
+    assert bool((rel <= (2.0 * t.double()[finite] / L + 2.0) * U32).all())

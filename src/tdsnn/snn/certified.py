@@ -46,6 +46,7 @@ U32 = 2.0**-24  # unit roundoff of float32
 U64 = 2.0**-53  # unit roundoff of float64
 REPAIR_CHUNK = 1 << 18  # elements gathered at a time by the repair (small: no fresh pages)
 COARSE_CHUNK = 1 << 18  # elements per slice of the boundary test
+GROUP = 32  # neurons per group whose largest distance the boundary test reduces
 FULL_FLOAT64_SHARE = 0.2  # above this share of uncertain neurons, redo the layer in float64
 SPLIT_TERMS = 160  # the longest float32 sum of products a certified layer forms (split_affine)
 # Below this many multiply-accumulates a float64 layer costs less than the certified
@@ -181,13 +182,24 @@ def certified_spike_times(
     """
     if layer.kind == "avgpool" or _macs(layer, t_in) < SMALL_LAYER_MACS:
         return float64_spike_times(layer, t_in)
-    g = spike_value(t_in, layer.L, torch.float32)
+    g = values32(t_in, layer.L)
     A, terms = split_affine(layer, g)
     g_error = (2.0 * t_max / layer.L + 4.0) * U32  # t * (1/L) rounds twice, exp a few ulp
     found = near_boundaries(layer, A, g, t_in, _error_factor(layer, g_error, terms), g_error)
     if found is None:
         return float64_spike_times(layer, t_in)
     return apply(found), found.report
+
+
+def values32(t: Tensor, L: float) -> Tensor:
+    """``G = exp(t/L)`` of spike times ``t`` in float32, computed as ``2^(t log2(e)/L)``:
+    about half the cost of ``exp`` on the CPU.  Its relative error against float64's
+    ``G`` is at most ``(2 t/L + 2) u`` (the rounded argument, ``exp2`` within one ulp),
+    inside the ``g_error`` that the certified bounds allow (``(2 t/L + 4) u``)."""
+    return torch.mul(t.float(), _LOG2E / L).exp2_()
+
+
+_LOG2E = 1.0 / math.log(2.0)
 
 
 def apply(found: Found) -> Tensor:
@@ -435,9 +447,9 @@ def level_test(
     slope ``L / (1 + f)`` instead).  A neuron is safe when the computed ``Y`` is farther
     than ``eps + eta`` from the nearest integer, ``eta`` bounding float32's own error in
     ``Y`` (``log1p`` within 4 ulp, the product with ``L``, the distance).  One
-    transcendental pass and no full-size comparison: the distances are reduced per plane
-    (a sample's channel, or a sample of a linear layer), and only the planes that come
-    near a boundary are searched.  Runs in slices of a few samples (cache-resident).
+    transcendental pass and no full-size comparison: the distances are reduced per group
+    of 32 neurons (or per plane), and only the groups that come near a boundary are
+    searched.  Runs in slices of a few samples (cache-resident).
     """
     f32 = torch.finfo(torch.float32)
     floor = float(torch.tensor(math.expm1(-0.5 / L), dtype=torch.float32))
@@ -449,8 +461,14 @@ def level_test(
     eps = size * factor if scale is None else size
     t = torch.empty_like(A)
     y = torch.empty_like(A)
-    planes = A.shape[1] if A.dim() > 2 else 1
-    step = max(1, COARSE_CHUNK // max(A[0].numel(), 1))
+    # The distances are reduced per group of GROUP consecutive neurons where a sample's
+    # count allows (a group near a boundary is small to search, and torch reduces rows of
+    # 32 fast, other short rows several times slower), else per plane (a channel's map,
+    # or a sample of a linear layer).
+    per_sample = max(A[0].numel(), 1)
+    plane = A[0, 0].numel() if A.dim() > 2 else per_sample
+    width = GROUP if per_sample % GROUP == 0 else max(plane, 1)
+    step = max(1, COARSE_CHUNK // per_sample)
     inverse = torch.empty_like(A[:step]) if relative else None
     tops = []
     for start in range(0, A.shape[0], step):
@@ -466,19 +484,19 @@ def level_test(
         # |Y - T + 1/2| + eps >= 1/2 - eta: within eps + eta of a level boundary.
         r.sub_(part).add_(0.5).abs_()
         r.add_(here) if scale is None else r.addcmul_(here, scale)
-        tops.append(r.reshape(r.shape[0] * planes, -1).amax(dim=1))
+        tops.append(r.reshape(-1, width).amax(dim=1))
     if A.numel() == 0:
         return t, torch.empty(0, dtype=torch.long, device=A.device)
     top = float(t.max())
     eta = 10.0 * f32.eps / 2.0 * (abs(top) + 1.0) + 2.0**-22  # u = eps / 2
     threshold = 0.5 - eta - offset * factor / (1.0 + floor)
     # NaN distances (an overflowing A) are caught by the range check of the times.
-    near_planes = (torch.cat(tops) >= threshold).nonzero().squeeze(1)
-    distances = y.reshape(A.shape[0] * planes, -1)
-    if near_planes.shape[0] * 4 > distances.shape[0]:  # most planes: search them all
+    near_rows = (torch.cat(tops) >= threshold).nonzero().squeeze(1)
+    distances = y.reshape(-1, width)
+    if near_rows.shape[0] * 4 > distances.shape[0]:  # most rows: search them all
         return t, (distances.reshape(-1) >= threshold).nonzero().squeeze(1)
-    hits = (distances.index_select(0, near_planes) >= threshold).nonzero()
-    flat = near_planes[hits[:, 0]] * distances.shape[1] + hits[:, 1]
+    hits = (distances.index_select(0, near_rows) >= threshold).nonzero()
+    flat = near_rows[hits[:, 0]] * distances.shape[1] + hits[:, 1]
     return t, flat
 
 
@@ -622,12 +640,12 @@ def _error_factor(layer: SpikingSynapse, g_error: float, terms: int | None = Non
 
 def _weights(layer: SpikingSynapse, device: torch.device) -> dict[str, Tensor]:
     """Cached per layer: ``||W_c||_2`` (rounded up) and ``|b_c|`` per output channel
-    (float32), and the float64 rows of ``W`` in receptive-field order (kh, kw, channel)
-    with the bias appended."""
+    (float32), and the float64 rows of ``W`` in receptive-field order (channel, kh, kw:
+    :class:`ReceptiveFields`) with the bias appended."""
+
     def build() -> dict[str, Tensor]:
         w64 = layer.dnn_weight.detach().double().to(device)
-        rows = w64.permute(0, 2, 3, 1) if w64.dim() == 4 else w64
-        rows = rows.reshape(w64.shape[0], -1)
+        rows = w64.reshape(w64.shape[0], -1)
         bias = layer.dnn_bias
         b64 = torch.zeros(w64.shape[0], dtype=torch.float64, device=device)
         if bias is not None:
@@ -705,50 +723,60 @@ def _field_sums(layer: SpikingSynapse, t_in: Tensor, where: Tensor) -> Tensor:
             continue
         first = start
         for channel, count in zip(channels.tolist(), counts.tolist()):
-            torch.mv(values[first - start : first - start + count], rows[channel, :-1],
-                     out=out[first : first + count])
+            torch.mv(
+                values[first - start : first - start + count],
+                rows[channel, :-1],
+                out=out[first : first + count],
+            )
             first += count
     out += bias
     return out
 
 
 class ReceptiveFields:
-    """The inputs of chosen neurons as rows ordered like the weight rows (kh, kw, channel),
-    from a table of the padded input built once per layer; padding reads as ``fill``."""
+    """The inputs of chosen neurons as rows ordered like the weight rows (channel of the
+    group, kh, kw), gathered from the padded input (padding reads as ``fill``).
+
+    The padded input is viewed as overlapping runs of ``kw`` inputs (one kernel row), so
+    a receptive field is ``channels x kh`` row reads at fixed offsets from its corner:
+    one pad copy per layer and one index per kernel row, no per-layer table.
+    """
 
     def __init__(self, layer: SpikingSynapse, source: Tensor, fill: float = 0.0) -> None:
         self.layer = layer
         if layer.kind == "linear":
             self.table = source
             return
-        # A (sample, group, y, x) x (channels of the group) table, so that each receptive
-        # field is kh * kw contiguous row reads.
-        self.groups = groups = layer.conv_args["groups"]
         left, right, top, bottom = _padding(layer)
-        batch, channels, height, width = source.shape
-        per_group = channels // groups
-        self.tall, self.wide = height + top + bottom, width + left + right
-        table = source.new_full((batch, groups, self.tall, self.wide, per_group), fill)
-        table[:, :, top : top + height, left : left + width] = source.reshape(
-            batch, groups, per_group, height, width
-        ).permute(0, 1, 3, 4, 2)
-        self.table = table.reshape(-1, per_group)
+        if left or right or top or bottom:
+            source = F.pad(source, (left, right, top, bottom), value=fill)
+        flat = source.contiguous().reshape(-1)
+        batch, channels, tall, wide = source.shape
+        groups = layer.conv_args["groups"]
         kh, kw = layer.dnn_weight.shape[2:]
-        dilation = layer.conv_args["dilation"]
-        self.dy = torch.arange(kh, device=source.device) * dilation[0]
-        self.dx = torch.arange(kw, device=source.device) * dilation[1]
+        dh, dw = layer.conv_args["dilation"]
+        span = (kw - 1) * dw + 1
+        # Row r of the table: the kw inputs flat[r], flat[r + dw], ... (a strided view).
+        self.table = flat.as_strided((max(flat.numel() - span + 1, 0), kw), (1, dw))
+        plane = tall * wide
+        per_group = channels // groups
+        device = source.device
+        channel = torch.arange(per_group, device=device) * plane
+        dy = torch.arange(kh, device=device) * (dh * wide)
+        self.offsets = (channel[:, None] + dy[None, :]).reshape(-1)  # (channel, dy) rows
+        self.sample, self.group, self.wide = channels * plane, per_group * plane, wide
         self.outs_per_group = layer.dnn_weight.shape[0] // groups
 
     def at(self, where: Tensor) -> Tensor:
         """One row per neuron index row of ``where``."""
         if self.layer.kind == "linear":
             return self.table.index_select(0, where[:, 0])
-        stride = self.layer.conv_args["stride"]
+        sh, sw = self.layer.conv_args["stride"]
         n, c, i, j = where.t()
-        plane = (n * self.groups + c // self.outs_per_group) * self.tall
-        y = (plane + i * stride[0])[:, None] + self.dy  # (m, kh)
-        at = (y[:, :, None] * self.wide + (j * stride[1])[:, None, None] + self.dx).reshape(-1)
-        return self.table.index_select(0, at).reshape(where.shape[0], -1)
+        corner = n * self.sample + (c // self.outs_per_group) * self.group
+        corner = corner + i * (sh * self.wide) + j * sw
+        rows = (corner[:, None] + self.offsets[None, :]).reshape(-1)
+        return self.table.index_select(0, rows).reshape(where.shape[0], -1)
 
 
 def _padding(layer: SpikingSynapse) -> tuple[int, int, int, int]:

@@ -25,7 +25,9 @@ from .certified import (
     U64,
     Certification,
     ReceptiveFields,
+    _cached,
     _macs,
+    _patch_at,
     _patch_norm,
     _settled,
     _times64,
@@ -36,6 +38,7 @@ from .certified import (
     near_boundaries,
     split_affine,
     unravel,
+    values32,
 )
 from .exact import exact_spike_times
 from .layers import SpikingSynapse
@@ -108,7 +111,7 @@ def junction_spike_times(
                                                           for b in layer.branches()):
         return junction_float64_times(layer, t_ins)
     L = layer.L
-    g = [spike_value(t, L, torch.float32) for t in t_ins]
+    g = [values32(t, L) for t in t_ins]
     # Each branch as split partial sums (split_affine), the branches added in float32: the
     # longest chain of float32 additions is the longest branch's plus one per branch.
     A, longest = split_affine(layer, g[0])
@@ -120,14 +123,23 @@ def junction_spike_times(
     g_error = (2.0 * t_max / L + 4.0) * U32
     gamma = 1.01 * chain * U32 / (1.0 - chain * U32) + g_error + 4.0 * n * U64
     gamma *= 1.0 + 2.0 * gamma
-    t, flat = level_test(A, _branch_sizes(layer, g), gamma, L)
+    parts = _branch_parts(layer, g)
+    t, flat = level_test(A, _branch_sizes(layer, parts), gamma, L)
     report = Certification(int(t.numel()), int(flat.shape[0]), 0, 0, False)
     if flat.shape[0] > FULL_FLOAT64_SHARE * t.numel():
         return junction_float64_times(layer, t_ins)
     if flat.shape[0] == 0:
         return t, report
-    where = unravel(flat, t.shape)
+    flagged = unravel(flat, t.shape)
+    # Per flagged neuron its own bound (each channel's weight norms): where T is the same
+    # at both ends of A +- bound, T of the float32 A is certain.
+    better = A.reshape(-1)[flat].double()
+    open_ = ~_settled(better, _neuron_sizes(layer, parts, flagged) * gamma, L)
+    t[tuple(flagged.t())] = _times64(better, L).to(t.dtype)
+    where = flagged[open_]
     report.gathered = int(where.shape[0])
+    if where.shape[0] == 0:
+        return t, report
     times = torch.empty(where.shape[0], dtype=torch.float64, device=A.device)
     per_chunk = max(1, REPAIR_CHUNK // max(n, 1))
     fields = JoinedFields(layer, t_ins, where)
@@ -146,54 +158,93 @@ def junction_spike_times(
     return t, report
 
 
-def _branch_sizes(layer: SpikingSynapse, g: list[Tensor]) -> Tensor:
+def _branch_parts(layer: SpikingSynapse, g: list[Tensor]) -> list[Tensor]:
+    """Per branch, what bounds its ``|W_b| G_b`` with the channel's weight norm: the
+    patch norm ``||G_patch||`` of a synapse (Cauchy-Schwarz), the ``G`` itself of an
+    identity (weight 1)."""
+    return [gb if branch.kind == "identity" else _patch_norm(branch, gb)
+            for branch, gb in zip(layer.branches(), g, strict=True)]  # fmt: skip
+
+
+def _branch_sizes(layer: SpikingSynapse, parts: list[Tensor]) -> Tensor:
     """Per position, a bound of ``sum_b |W_b| G_b + |b|`` valid for every channel there."""
     total: Tensor | None = None
-    for branch, gb in zip(layer.branches(), g, strict=True):
+    for branch, part in zip(layer.branches(), parts, strict=True):
         if branch.kind == "identity":
-            size = gb.amax(dim=1, keepdim=True)
+            size = part.amax(dim=1, keepdim=True)
         else:
-            norm = _weights(branch, gb.device)["norm"]
-            size = _patch_norm(branch, gb).mul_(float(norm.max()))
-        total = size if total is None else total + size
+            size = part * float(_weights(branch, part.device)["norm"].max())
+        total = size if total is None else total.add_(size)
     assert total is not None
     if layer.dnn_bias is not None:
         total = total + float(layer.dnn_bias.double().abs().max()) * (1.0 + 1e-6)
     return total
 
 
+def _neuron_sizes(layer: SpikingSynapse, parts: list[Tensor], where: Tensor) -> Tensor:
+    """Per neuron at ``where``, a float64 bound of ``sum_b |W_b| G_b + |b|`` with its own
+    channel's weight norms."""
+    channel = where[:, 1]
+    total = torch.zeros(where.shape[0], dtype=torch.float64, device=where.device)
+    for branch, part in zip(layer.branches(), parts, strict=True):
+        if branch.kind == "identity":
+            total += part[tuple(where.t())].double()
+        else:
+            norm = _weights(branch, part.device)["norm"][channel].double()
+            total += norm * _patch_at(branch, part, where).double()
+    total += _weights(layer, where.device)["bias_abs"][channel].double()
+    return total * (1.0 + 1e-6)  # >= the float32 norms' and |b|'s rounding
+
+
 class JoinedFields:
     """Float64 weights, ``G`` values and bias of chosen neurons of a group: every branch's
-    receptive field joined (padding is silence, ``G = 0``).  The tables are built once, on
-    the samples ``where`` holds."""
+    receptive field joined (padding is silence, ``G = 0``), in the order of the group's
+    joined weight rows (:func:`joined_rows`).  Built once for the neurons ``where``."""
 
     def __init__(self, layer: SpikingSynapse, t_ins: list[Tensor], where: Tensor) -> None:
         self.layer, self.t_ins = layer, t_ins
+        batch = t_ins[0].shape[0]
         self.samples, self.local = torch.unique(where[:, 0], return_inverse=True)
+        few = self.samples.shape[0] * 2 <= batch  # copy only the samples needed
         self.fields = [
             None if b.kind == "identity"
-            else ReceptiveFields(b, t.index_select(0, self.samples), fill=-math.inf)
+            else ReceptiveFields(b, t.index_select(0, self.samples) if few else t, fill=-math.inf)
             for b, t in zip(layer.branches(), t_ins, strict=True)
         ]  # fmt: skip
+        if not few:
+            self.local = where[:, 0]
 
     def at(self, rows: slice, where: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``where[rows]``'s weights, values and bias (``where`` as given to the init)."""
         layer, chosen = self.layer, where[rows]
         local = torch.cat([self.local[rows, None], chosen[:, 1:]], dim=1)
-        weights, values = [], []
-        for branch, t_in, fields in zip(layer.branches(), self.t_ins, self.fields, strict=True):
-            if fields is None:
-                values.append(spike_value(t_in[tuple(chosen.t())], layer.L, torch.float64)[:, None])
-                weights.append(torch.ones_like(values[-1]))
-                continue
-            rows64 = _weights(branch, t_in.device)["rows64"]
-            values.append(spike_value(fields.at(local), layer.L, torch.float64))
-            weights.append(rows64.index_select(0, chosen[:, 1])[:, :-1])
-        if layer.dnn_bias is None:
-            bias = torch.zeros(chosen.shape[0], dtype=torch.float64, device=chosen.device)
-        else:
-            bias = layer.dnn_bias.double().to(chosen.device)[chosen[:, 1]]
-        return torch.cat(weights, dim=1), torch.cat(values, dim=1), bias
+        times = [
+            t_in[tuple(chosen.t())][:, None] if fields is None else fields.at(local)
+            for t_in, fields in zip(self.t_ins, self.fields, strict=True)
+        ]  # fmt: skip
+        values = spike_value(torch.cat(times, dim=1), layer.L, torch.float64)
+        joined = joined_rows(layer, chosen.device).index_select(0, chosen[:, 1])
+        return joined[:, :-1], values, joined[:, -1]
+
+
+def joined_rows(layer: SpikingSynapse, device: torch.device) -> Tensor:
+    """Per output channel, the float64 weights of every branch in receptive-field order
+    (an identity's: one 1), with the bias last; cached, rebuilt when a weight changes."""
+
+    def build() -> Tensor:
+        parts = []
+        channels = layer.dnn_weight.shape[0]
+        for branch in layer.branches():
+            if branch.kind == "identity":
+                parts.append(torch.ones(channels, 1, dtype=torch.float64, device=device))
+            else:
+                parts.append(_weights(branch, device)["rows64"][:, :-1])
+        parts.append(_weights(layer, device)["rows64"][:, -1:])
+        return torch.cat(parts, dim=1)
+
+    versions = tuple((b.dnn_weight.data_ptr(), b.dnn_weight._version)
+                     for b in layer.shortcuts if b.dnn_weight is not None)  # fmt: skip
+    return _cached(layer, "_joined_cache", (device, versions), build)
 
 
 def joined_fields(
