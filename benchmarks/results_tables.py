@@ -61,6 +61,8 @@ PROFILE = ROOT / "docs" / "performance" / "profile.json"
 PROFILE_MARKS = ("<!-- profile:begin -->", "<!-- profile:end -->")
 PEER_SPARSE = ROOT / "docs" / "performance" / "peer.json"
 PEER_MARKS = ("<!-- peer-sparse:begin -->", "<!-- peer-sparse:end -->")
+ENGINE_AB = ROOT / "docs" / "performance" / "engine_ab.json"
+ENGINE_AB_MARKS = ("<!-- engine-ab:begin -->", "<!-- engine-ab:end -->")
 ROLES = {"lenet5": "LeNet-5 / MNIST", "vgg": "VGG-11-style w0.25 / CIFAR-10"}
 SPEED_RUNS = (
     (THROUGHPUT, "idle"),
@@ -289,6 +291,26 @@ def contention_table() -> str:
     return "\n".join(lines)
 
 
+def engine_change(row: dict) -> int:
+    """The certified closed form's change of speed in one row of ``engine_ab.json``, %."""
+    return round(100 * (row["gain"] - 1))
+
+
+def engine_ab_table() -> str:
+    """The certified closed form of two commits in one run (``benchmarks/compare_engines.py``)."""
+    data = json.loads(ENGINE_AB.read_text())
+    before, after = (str(data["trees"][k]["commit"])[:7] for k in ("before", "after"))
+    lines = [f"| network | batch | certified / DNN, {before} | certified / DNN, {after} | "
+             f"change | certified ms, {before} | certified ms, {after} |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for r in data["rows"]:
+        b, a = r["before"], r["after"]
+        lines.append(f"| {SHORT_LABELS[r['network']]} | {r['batch']} | {b['ratio']:.2f}x | "
+                     f"{a['ratio']:.2f}x | {engine_change(r):+d} % | "
+                     f"{b['certified_ms']:.1f} | {a['certified_ms']:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def spot_check_table() -> str:
     """What the run-time spot check (16 neurons per certified layer) costs, idle machine
     (``benchmarks/spot_check.py``)."""
@@ -441,7 +463,8 @@ GENERATED = {  # document -> {markers: the function that writes the table betwee
     README: {SPEED_MARKS: speed_table},
     PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table, CONTENTION_MARKS: contention_table,
                   SPOT_MARKS: spot_check_table, PEER_MARKS: peer_sparse_table,
-                  SCALING_MARKS: scaling_tables, PROFILE_MARKS: profile_tables},
+                  SCALING_MARKS: scaling_tables, PROFILE_MARKS: profile_tables,
+                  ENGINE_AB_MARKS: engine_ab_table},
 }  # fmt: skip
 
 

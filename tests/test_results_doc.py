@@ -299,3 +299,13 @@ def test_the_input_scale_notes_are_the_artefact():
     main = json.loads(tables.MAIN.read_text())
     assert data["dnn"] == main["accuracy"]["dnn"]["top1"]  # the main job's DNN
     assert all(e["fine_tuned"]["agreement"] == 1.0 for e in data["scales"])
+
+
+def test_the_engine_comparison_notes_quote_the_artefact():
+    tables = _tables()
+    rows = json.loads(tables.ENGINE_AB.read_text())["rows"]
+    chain = [tables.engine_change(r) for r in rows if r["network"] != "resnet20"]
+    resnet = {tables.engine_change(r) for r in rows if r["network"] == "resnet20"}
+    text = tables.PERFORMANCE.read_text().replace("\n", " ")
+    assert f"{min(chain):+d} % to {max(chain):+d} % on the chain networks" in text
+    assert len(resnet) == 1 and f"and {resnet.pop():+d} % on ResNet-20" in text

@@ -1,0 +1,120 @@
+"""The certified closed form of two source trees of tdsnn, against the DNN, in one run.
+
+Machine speed drifts from day to day on a shared machine, so an engine change is
+measured against the engine before it in the same run: each round times, in a fresh
+process per source tree (``PYTHONPATH=TREE``), the DNN forward and the certified closed
+form on the same benchmark model and batch (models of ``benchmarks/.cache``, this
+folder's ``common.py`` for both), median of interleaved calls; rounds alternate the trees
+so that a burst of load hits both.  The ratio to the DNN is taken within each process.
+
+    git worktree add /tmp/before COMMIT
+    python benchmarks/compare_engines.py --before /tmp/before/src --after src \\
+        --json docs/performance/engine_ab.json [--networks lenet5 vgg resnet20] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import median
+
+HERE = Path(__file__).resolve().parent
+
+
+def measure(role: str, batch: int, threads: int, repeats: int) -> dict:
+    """This process's tdsnn: DNN and certified closed-form medians (ms) and their ratio."""
+    import common as c
+    import torch
+
+    import tdsnn
+
+    args = c.parse_args(__doc__, lambda parser: None, ["--threads", str(threads)])
+    _, specs, configs, steps = c.setup(args)
+    dnn, _, gdnn, _ = c.models(role, specs[role], configs[role], steps)
+    snn = tdsnn.convert(gdnn)
+    data = c.dataset(specs[role].dataset, "test")
+    x = c.repeat_to(c.raw_images(data, batch), batch)
+    xn = c.normalise(x, data)
+    times: dict[str, list[float]] = {"dnn": [], "certified": []}
+    calls = {"dnn": lambda: dnn(xn), "certified": lambda: snn.run(x, backend="closed_form")}
+    with torch.no_grad():
+        for fn in calls.values():
+            fn()
+        for _ in range(repeats):
+            for name, fn in calls.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    dnn_ms, cert_ms = (1e3 * median(times[k]) for k in ("dnn", "certified"))
+    return {"dnn_ms": dnn_ms, "certified_ms": cert_ms, "ratio": dnn_ms / cert_ms,
+            "tdsnn": str(Path(tdsnn.__file__).resolve().parents[1])}  # fmt: skip
+
+
+def _commit(tree: Path) -> str | None:
+    done = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", type=Path, required=True, help="src folder of the older tree")
+    parser.add_argument("--after", type=Path, required=True, help="src folder of the newer tree")
+    parser.add_argument("--networks", nargs="+", default=["lenet5", "vgg", "resnet20"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[32, 256])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per process")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    import common as c
+
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    for name, tree in trees.items():
+        if not (tree / "tdsnn" / "__init__.py").exists():
+            parser.error(f"--{name} {tree}: no tdsnn package there")
+    rows = []
+    for role in args.networks:
+        for batch in args.batch_sizes:
+            runs: dict[str, list[dict]] = {name: [] for name in trees}
+            for _ in range(args.rounds):
+                for name, tree in trees.items():
+                    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(args.threads))
+                    command = [sys.executable, str(Path(__file__).resolve()), "--child", role,
+                               str(batch), str(args.threads), str(args.repeats)]  # fmt: skip
+                    done = subprocess.run(command, env=env, capture_output=True, text=True,
+                                          check=True, cwd=HERE)  # fmt: skip
+                    result = json.loads(done.stdout.strip().splitlines()[-1])
+                    if Path(result["tdsnn"]) != tree:
+                        raise SystemExit(f"the child imported tdsnn from {result['tdsnn']}, not {tree}")
+                    runs[name].append(result)
+            row = {"network": role, "batch": batch}
+            for name in trees:
+                row[name] = {"ratio": median(r["ratio"] for r in runs[name]),
+                             "dnn_ms": median(r["dnn_ms"] for r in runs[name]),
+                             "certified_ms": median(r["certified_ms"] for r in runs[name]),
+                             "rounds": runs[name]}  # fmt: skip
+            row["gain"] = row["after"]["ratio"] / row["before"]["ratio"]
+            rows.append(row)
+            c.log(f"{role} batch {batch}: certified / DNN {row['before']['ratio']:.2f}x before, "
+                  f"{row['after']['ratio']:.2f}x after ({row['gain']:.2f}x)")  # fmt: skip
+    result = {"machine": c.machine_info(), "threads": args.threads, "rounds": args.rounds,
+              "repeats": args.repeats, "trees": {k: {"path": str(v), "commit": _commit(v)}
+                                                 for k, v in trees.items()},
+              "rows": rows}  # fmt: skip
+    if args.json:
+        c.write_json(args.json, result)
+        print(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    if "--child" in sys.argv:
+        role, batch, threads, repeats = sys.argv[2:6]
+        print(json.dumps(measure(role, int(batch), int(threads), int(repeats))))
+    else:
+        sys.exit(main())
