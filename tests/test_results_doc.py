@@ -309,3 +309,29 @@ def test_the_engine_comparison_notes_quote_the_artefact():
     text = tables.PERFORMANCE.read_text().replace("\n", " ")
     assert f"{min(chain):+d} % to {max(chain):+d} % on the chain networks" in text
     assert len(resnet) == 1 and f"and {resnet.pop():+d} % on ResNet-20" in text
+
+
+def test_the_vgg_sparse_notes_at_l8_are_the_artefacts():
+    tables = _tables()
+    flat = tables.DOC.read_text().replace("\n", " ")
+    first, second = (json.loads(p.read_text()) for p in (tables.VGG_L8_E4, tables.VGG_L8_E4B))
+    assert first["paper"]["snn_top1"] == second["paper"]["snn_top1"]  # "the same figures"
+    paper = first["paper"]
+    assert first["L"] == second["L"] == 8 and paper["samples"] == 10_000
+    assert f"the paper coding reaches {100 * paper['snn_top1']:.2f} %" in flat
+    sparse = {r["lambda"]: r for r in first["sparse"] + second["sparse"]}
+
+    def gap(r):
+        return f"{100 * (paper['snn_top1'] - r['snn_top1']):.2f}"
+
+    one = sparse[1.0]
+    assert f"within {gap(one)} points of it at {one['events_per_mac']:.2f}x" in flat
+    for lam in (1.5, 2.0, 3.0):
+        r = sparse[lam]
+        assert f"{r['events_per_mac']:.2f}x at {gap(r)}" in flat, lam
+        assert not (r["events_per_mac"] <= 0.35 and float(gap(r)) <= 0.5)  # "still missed"
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    assert f"within {gap(one)} points of the paper coding at {one['events_per_mac']:.2f}x" in readme
+    two, three = sparse[2.0], sparse[3.0]
+    assert (f"reach {two['events_per_mac']:.2f}x and {three['events_per_mac']:.2f}x lose "
+            f"{gap(two)} and {gap(three)} points") in readme  # fmt: skip
