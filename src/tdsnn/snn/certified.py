@@ -44,6 +44,7 @@ from .layers import SpikingSynapse
 
 U32 = 2.0**-24  # unit roundoff of float32
 U64 = 2.0**-53  # unit roundoff of float64
+_LOG2E = 1.0 / math.log(2.0)  # values32: exp(x) = 2^(x log2(e))
 REPAIR_CHUNK = 1 << 18  # elements gathered at a time by the repair (small: no fresh pages)
 COARSE_CHUNK = 1 << 18  # elements per slice of the boundary test
 GROUP = 32  # neurons per group whose largest distance the boundary test reduces
@@ -184,7 +185,7 @@ def certified_spike_times(
         return float64_spike_times(layer, t_in)
     g = values32(t_in, layer.L)
     A, terms = split_affine(layer, g)
-    g_error = (2.0 * t_max / layer.L + 4.0) * U32  # t * (1/L) rounds twice, exp a few ulp
+    g_error = (2.0 * t_max / layer.L + 4.0) * U32  # the argument rounds twice, exp2 one ulp (values32)
     found = near_boundaries(layer, A, g, t_in, _error_factor(layer, g_error, terms), g_error)
     if found is None:
         return float64_spike_times(layer, t_in)
@@ -197,9 +198,6 @@ def values32(t: Tensor, L: float) -> Tensor:
     ``G`` is at most ``(2 t/L + 2) u`` (the rounded argument, ``exp2`` within one ulp),
     inside the ``g_error`` that the certified bounds allow (``(2 t/L + 4) u``)."""
     return torch.mul(t.float(), _LOG2E / L).exp2_()
-
-
-_LOG2E = 1.0 / math.log(2.0)
 
 
 def apply(found: Found) -> Tensor:

@@ -3,10 +3,11 @@ certification.
 
 A group's pre-activation is ``A = sum_b W_b G(x_b) + b`` over its branches (the main
 synapse and its shortcuts; an identity shortcut has weight 1).  Certified precision
-computes it in float64 (design note, "What is certified"): ``|A - A_exact| <=
-gamma_n (sum_b |W_b| G_b + |b|)`` with ``n`` the total fan-in, bounded by one number per
-layer; the neurons that bound leaves near a level boundary get the exact test on the
-concatenation of their receptive fields.
+computes it in float32 as chain layers are (:func:`junction_spike_times`), small groups
+in float64 (design note, "What is certified"): ``|A - A_exact| <= gamma_n (sum_b |W_b|
+G_b + |b|)`` with ``n`` the total fan-in; the neurons that bound leaves near a level
+boundary are summed again in float64 from the concatenation of their receptive fields,
+and those float64 cannot decide get the exact test on it.
 """
 
 from __future__ import annotations
