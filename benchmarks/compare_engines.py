@@ -8,6 +8,7 @@ folder's ``common.py`` for both), median of interleaved calls; rounds alternate 
 so that a burst of load hits both.  The ratio to the DNN is taken within each process.
 
     git worktree add /tmp/before COMMIT
+    export TDSNN_DATA_DIR=$PWD/../shared/data   # the older tree looks beside itself otherwise
     python benchmarks/compare_engines.py --before /tmp/before/src --after src \\
         --json docs/performance/engine_ab.json [--networks lenet5 vgg resnet20] [--rounds 3]
 """
@@ -87,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                     command = [sys.executable, str(Path(__file__).resolve()), "--child", role,
                                str(batch), str(args.threads), str(args.repeats)]  # fmt: skip
                     done = subprocess.run(command, env=env, capture_output=True, text=True,
-                                          check=True, cwd=HERE)  # fmt: skip
+                                          cwd=HERE)  # fmt: skip
+                    if done.returncode:
+                        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
                     result = json.loads(done.stdout.strip().splitlines()[-1])
                     if Path(result["tdsnn"]) != tree:
                         raise SystemExit(f"the child imported tdsnn from {result['tdsnn']}, not {tree}")

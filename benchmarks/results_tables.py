@@ -51,9 +51,14 @@ VGG_L8_E4 = ROOT / "docs" / "performance" / "sparsity_tradeoff_vgg_L8_e4.json"
 VGG_L8_E4B = ROOT / "docs" / "performance" / "sparsity_tradeoff_vgg_L8_e4b.json"
 VGG_L8_E8 = ROOT / "docs" / "performance" / "sparsity_tradeoff_vgg_L8_e8.json"  # LAMBDA 1.5
 VGG_TRADEOFFS = (VGG_TRADEOFF, VGG_TRADEOFF_E4, VGG_L8_E4, VGG_L8_E4B, VGG_L8_E8)
+# The same architecture at width 0.5 (its own DNN, runs/cifar_vgg_w05), L = 8, 4 epochs.
+VGG05_L8_E4 = ROOT / "docs" / "performance" / "sparsity_tradeoff_vgg05_L8_e4.json"  # 1, 1.5
+VGG05_L8_E4B = ROOT / "docs" / "performance" / "sparsity_tradeoff_vgg05_L8_e4b.json"  # 0.8
+VGG05_TRADEOFFS = tuple(p for p in (VGG05_L8_E4, VGG05_L8_E4B) if p.is_file())
 INPUT_SCALE = ROOT / "docs" / "performance" / "input_scale.json"
 INPUT_SCALE_MARKS = ("<!-- input-scale:begin -->", "<!-- input-scale:end -->")
 VGG_SPARSE_MARKS = ("<!-- vgg-sparse:begin -->", "<!-- vgg-sparse:end -->")
+VGG05_SPARSE_MARKS = ("<!-- vgg05-sparse:begin -->", "<!-- vgg05-sparse:end -->")
 PERFORMANCE = ROOT / "docs" / "performance.md"
 CERTIFIED_MARKS = ("<!-- certified-speed:begin -->", "<!-- certified-speed:end -->")
 CONTENTION = ROOT / "docs" / "performance" / "contention.json"
@@ -146,20 +151,25 @@ def sparse_runs_table() -> str:
     return "\n".join(lines)
 
 
-def vgg_sparse_table() -> str:
+def vgg_sparse_table(paths: tuple[Path, ...] = VGG_TRADEOFFS) -> str:
     """The VGG-11-style CIFAR-10 network in both codings, from one DNN (issue 9)."""
     lines = [
         "| setting | SNN err. % | spikes per neuron | synaptic events per image | "
         "events / DNN MACs | agreement with the G-DNN |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for path in VGG_TRADEOFFS:
+    for path in paths:
         trade = json.loads(path.read_text())
         suffix = f", L = {float(trade['L']):g}, {trade['finetune_epochs']} epochs"
         # A paper-coding row identical to one shown already: the script reran the same run.
         lines += [row for row in (_suffixed(r, suffix) for r in _tradeoff_rows(trade))
                   if row not in lines]  # fmt: skip
     return "\n".join(lines)
+
+
+def vgg05_sparse_table() -> str:
+    """The same table for the width-0.5 network (its own DNN)."""
+    return vgg_sparse_table(VGG05_TRADEOFFS)
 
 
 def input_scale_table() -> str:
@@ -466,7 +476,8 @@ def _replace(text: str, marks: tuple[str, str], body: str) -> str:
 GENERATED = {  # document -> {markers: the function that writes the table between them}
     DOC: {(BEGIN, END): table, TABLE2_MARKS: table2, RESNET_MARKS: resnet_table,
           SWEEP_MARKS: sweep_table, ALEXNET_MARKS: alexnet_sweep_table,
-          VGG_SPARSE_MARKS: vgg_sparse_table, INPUT_SCALE_MARKS: input_scale_table,
+          VGG_SPARSE_MARKS: vgg_sparse_table, VGG05_SPARSE_MARKS: vgg05_sparse_table,
+          INPUT_SCALE_MARKS: input_scale_table,
           SPARSE_RUNS_MARKS: sparse_runs_table},
     README: {SPEED_MARKS: speed_table},
     PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table, CONTENTION_MARKS: contention_table,

@@ -341,3 +341,34 @@ def test_the_vgg_sparse_notes_at_l8_are_the_artefacts():
     two, three = sparse[2.0], sparse[3.0]
     assert (f"reach {two['events_per_mac']:.2f}x and {three['events_per_mac']:.2f}x lose "
             f"{gap(two)} and {gap(three)} points") in readme  # fmt: skip
+
+
+def test_the_wider_vgg_sparse_notes_are_the_artefacts():
+    tables = _tables()
+    flat = tables.DOC.read_text().replace("\n", " ")
+    trades = [json.loads(p.read_text()) for p in tables.VGG05_TRADEOFFS]
+    assert trades and all(t["L"] == 8 and t["finetune_epochs"] == 4 for t in trades)
+    paper = trades[0]["paper"]
+    assert all(t["paper"]["snn_top1"] == paper["snn_top1"] for t in trades)  # one reference
+    assert paper["samples"] == 10_000
+    assert f"its own DNN: {100 * paper['dnn_top1']:.2f} %" in flat
+    assert f"the paper coding ({100 * paper['snn_top1']:.2f} %)" in flat
+    met = False
+    for row in (r for t in trades for r in t["sparse"]):
+        gap = 100 * (paper["snn_top1"] - row["snn_top1"])
+        assert f"{row['events_per_mac']:.2f}x the DNN's MACs at {gap:.2f} points" in flat, row
+        assert row["agreement"] == 1.0
+        met |= row["events_per_mac"] <= 0.35 and round(gap, 2) <= 0.5
+    assert ("the target is met" in flat) == met
+
+
+def test_the_readme_quotes_the_wider_vgg_sparse_run():
+    tables = _tables()
+    (trade,) = [json.loads(p.read_text()) for p in tables.VGG05_TRADEOFFS if "e4b" in p.name]
+    paper, (row,) = trade["paper"], trade["sparse"]
+    gap = 100 * (paper["snn_top1"] - row["snn_top1"])
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    assert f"DNN {100 * paper['dnn_top1']:.2f} %, L = 8, 4 epochs) the target is met" in readme
+    assert (f"LAMBDA = {row['lambda']:g} gives {row['events_per_mac']:.2f}x the DNN's MACs at "
+            f"{gap:.2f} points below the paper coding ({row['events_per_mac']:.4f}x") in readme  # fmt: skip
+    assert row["events_per_mac"] <= 0.35 and round(gap, 2) <= 0.5
