@@ -7,7 +7,8 @@ For every trained run folder (``tdsnn train``; ``--run ROLE=FOLDER``, repeatable
   one setting per folder copy, :func:`sparsity_tradeoff.one_setting`) in the paper
   coding and in the sparse coding (``LAMBDA = 0``) at each L of ``--leaks``
   (``--vgg-leaks`` for the CIFAR network), and in the sparse coding with each penalty of
-  ``--lambdas`` at L = 5; converted and run with the closed form (certified) on the first
+  ``--lambdas`` at L = ``--sparse-leak`` (5), fine-tuned ``--sparse-epochs`` epochs (default
+  ``--epochs``, one); converted and run with the closed form (certified) on the first
   ``--samples`` test images.  Synaptic events: the SNN's own count (every emitted spike
   once per target, the bias neurons' included).
 * **theirs**: SpikingJelly (``ann2snn.Converter`` with ``RateCodingRecipe(dataloader,
@@ -37,11 +38,12 @@ tool the point with the fewest synaptic events that reaches it.  Writes
 measured) and ``docs/img/peer.png`` (accuracy against synaptic events, every model), and
 prints the table of docs/performance.md::
 
-    python benchmarks/peer_spikingjelly.py --run lenet5=runs/main --run lenet5=runs/lenet_s1 \\
-        --lambdas 0.1 0.3 --json runs/peer_lenet.json
+    python benchmarks/peer_spikingjelly.py --run lenet5=runs/main --lambdas 0.7 1 1.5 2 \\
+        --sparse-epochs 5 --json runs/peer_lenet0.json        # and runs/lenet_s1 -> peer_lenet1
     python benchmarks/peer_spikingjelly.py --run vgg=runs/cifar_vgg --vgg-leaks 3 5 8 \\
-        --lambdas 1 3 --json runs/peer_vgg.json          # (one process per model, or both)
-    python benchmarks/peer_spikingjelly.py --merge runs/peer_lenet.json runs/peer_vgg.json
+        --lambdas 4 5 6 --sparse-leak 8 --sparse-epochs 4 --json runs/peer_vgg0.json
+    python benchmarks/peer_spikingjelly.py --merge runs/peer_lenet0.json runs/peer_lenet1.json \\
+        runs/peer_vgg0.json runs/peer_vgg1.json
     python benchmarks/peer_spikingjelly.py --run lenet5=runs/main --samples 100 --leaks 5 \\
         --lambdas --train-limit 2000 --peer-t 4 8 --calibration-batches 1    # a quick look
 """
@@ -278,10 +280,13 @@ def load_dnn(run: Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), meta
 
 
-def settings(leaks: list[float], lambdas: list[float]) -> list[tuple[str, float, float]]:
-    """(coding, LAMBDA, L) of our points: both codings at every L, the penalties at L = 5."""
+def settings(
+    leaks: list[float], lambdas: list[float], sparse_leak: float = 5.0
+) -> list[tuple[str, float, float]]:
+    """(coding, LAMBDA, L) of our points: both codings at every L, the penalties at
+    ``sparse_leak``."""
     out = [("paper", 0.0, L) for L in leaks] + [("sparse", 0.0, L) for L in leaks]
-    return out + [("sparse", lam, 5.0) for lam in lambdas if lam > 0]
+    return out + [("sparse", lam, sparse_leak) for lam in lambdas if lam > 0]
 
 
 def peer_curves(runs: dict[str, dict]) -> list[dict]:
@@ -345,14 +350,16 @@ def measure_model(role: str, run: Path, args, work: Path) -> dict:
     }  # fmt: skip
     c.log(f"{run}: DNN {model['dnn_accuracy']:.2f} % on {model['samples']} test images")
     scales = "auto" if role == "vgg" else None
-    for coding, lam, L in settings(args.leaks, args.lambdas):
+    for coding, lam, L in settings(args.leaks, args.lambdas, args.sparse_leak):
         tick = time.perf_counter()
+        epochs = args.sparse_epochs if lam > 0 else args.epochs
         row = one_setting(
             run, work / f"{coding}_{lam:g}_L{L:g}", coding=coding, lam=lam, L=L,
-            epochs=args.epochs, train_limit=args.train_limit, test_limit=model["samples"],
+            epochs=epochs, train_limit=args.train_limit, test_limit=model["samples"],
             device="cpu", progress=not args.quiet, activation_scales=scales,
         )  # fmt: skip
-        row.update(L=L, accuracy=100.0 * row["snn_top1"], seconds=time.perf_counter() - tick)
+        row.update(L=L, epochs=epochs, accuracy=100.0 * row["snn_top1"],
+                   seconds=time.perf_counter() - tick)
         model["ours"].append(row)
         c.log(f"  ours {coding} LAMBDA={lam:g} L={L:g}: {row['accuracy']:.2f} %, "
               f"{row['synaptic_events_per_image']:,.0f} events, agreement {row['agreement']:.4f}")
@@ -369,8 +376,9 @@ def measure_model(role: str, run: Path, args, work: Path) -> dict:
                 f"T={t} {a:.2f} %" for t, a in zip(runs[mode]["T"], runs[mode]["accuracy"], strict=True)))
         model["peer"] = peer_curves(runs)
     model["headline"] = headline(model, args.tolerance)
-    model["settings"] = {k: getattr(args, k) for k in ("leaks", "lambdas", "epochs", "train_limit",
-                                                         "peer_t", "calibration_batches", "threads")}
+    model["settings"] = {k: getattr(args, k) for k in (
+        "leaks", "lambdas", "epochs", "sparse_epochs", "sparse_leak", "train_limit", "peer_t",
+        "calibration_batches", "threads")}  # fmt: skip
     model["machine"] = c.machine_info()
     return model
 
@@ -396,7 +404,8 @@ def plot(data: dict, path: Path) -> Path:
         pen = [p for p in m["ours"] if p["lambda"]]
         if pen:
             ax.plot([p["synaptic_events_per_image"] for p in pen], [p["accuracy"] for p in pen], "*",
-                    ms=9, label="tdsnn sparse, L = 5, LAMBDA = " + ",".join(f"{p['lambda']:g}" for p in pen))
+                    ms=9, label=f"tdsnn sparse, L = {pen[0]['L']:g}, LAMBDA = "
+                    + ",".join(f"{p['lambda']:g}" for p in pen))
         for k, recipe in enumerate(dict.fromkeys(p["recipe"] for p in m["peer"])):
             pts = [p for p in m["peer"] if p["recipe"] == recipe]
             ax.plot([p["events_per_step_count"] for p in pts], [p["accuracy"] for p in pts], "^-",
@@ -450,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vgg-leaks", type=float, nargs="+", default=[2, 3, 5, 8])
     parser.add_argument("--lambdas", type=float, nargs="*", default=[0.3])
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per setting")
+    parser.add_argument("--sparse-epochs", type=int, default=None,
+                        help="fine-tuning epochs of the penalised points (default --epochs)")
+    parser.add_argument("--sparse-leak", type=float, default=5.0, help="L of the penalised points")
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--samples", type=int, default=None,
                         help="test images (default 1000 MNIST and 1000 CIFAR-10)")
@@ -469,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run:
         parser.error("give --run ROLE=FOLDER (or --merge)")
     args.samples = {role: args.samples or 1000 for role in ROLES}
+    if args.sparse_epochs is None:
+        args.sparse_epochs = args.epochs
     threads = c.set_threads(args.threads)
     if not spikingjelly_available():
         c.log(INSTALL_HINT + "\nOnly our side is measured.")

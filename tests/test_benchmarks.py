@@ -154,3 +154,14 @@ def test_run_all_steps_are_scripts_that_accept_their_arguments(bench, capsys):
         if script == "throughput.py":
             parsed = bench["common"].parse_args("", bench["throughput"].add_args, args)
             assert parsed.json is not None and parsed.json.parent == run_all.PERF, name
+
+
+def test_peer_settings_put_the_penalties_at_their_own_leak(bench):
+    """Both codings at every L without a penalty, then each positive LAMBDA once, at the
+    penalised points' L (``--sparse-leak``); a LAMBDA of 0 is not repeated."""
+    ps = bench["peer_spikingjelly"]
+    assert ps.settings([1.0, 5.0], [0.0, 0.7, 2.0], 8.0) == [
+        ("paper", 0.0, 1.0), ("paper", 0.0, 5.0), ("sparse", 0.0, 1.0), ("sparse", 0.0, 5.0),
+        ("sparse", 0.7, 8.0), ("sparse", 2.0, 8.0),
+    ]  # fmt: skip
+    assert ps.settings([3.0], [1.0])[-1] == ("sparse", 1.0, 5.0)  # the default L = 5

@@ -372,3 +372,18 @@ def test_the_readme_quotes_the_wider_vgg_sparse_run():
     assert (f"LAMBDA = {row['lambda']:g} gives {row['events_per_mac']:.2f}x the DNN's MACs at "
             f"{gap:.2f} points below the paper coding ({row['events_per_mac']:.4f}x") in readme  # fmt: skip
     assert row["events_per_mac"] <= 0.35 and round(gap, 2) <= 0.5
+
+
+def test_the_results_page_quotes_the_peer_ratios_of_the_artefact():
+    """results.md's sentence on SpikingJelly gives the LeNet-5 sparse-coding ratios of
+    docs/performance/peer.json (input counted every step, then once), in model order."""
+    data = json.loads(_tables().PEER_SPARSE.read_text())
+    lenets = [m["headline"]["ours"]["sparse"] for m in data["models"] if m["role"] == "lenet5"]
+    assert len(lenets) == 2
+    step, once = (
+        [f"{e[f'ratio_{key}']:.1f}x" for e in lenets]
+        for key in ("events_per_step_count", "events_input_once")
+    )
+    text = " ".join((ROOT / "docs" / "results.md").read_text().split())
+    assert f"the peer needs {step[0]} and {step[1]} the sparse coding's synaptic events" in text
+    assert f"{once[0]} and {once[1]} if the peer's constant input layer is counted once" in text
