@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import sys
 import tempfile
@@ -71,7 +72,9 @@ from tdsnn.models import build_model
 
 JSON_OUT = c.DOCS / "performance" / "peer.json"
 PLOT_OUT = c.IMG / "peer.png"
-PEER_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Every T up to 16 (so the peer's match point is its smallest T that gets there, not the next
+# power of two), then coarser: all read from one run of max(T) steps, at no extra cost.
+PEER_T = (*range(1, 17), 20, 24, 32, 48, 64, 128, 256)
 INSTALL_HINT = (
     "SpikingJelly is not installed; the peer comparison is skipped. Install it for the "
     "benchmark only (never as a tdsnn dependency; its declared dependencies would pull a "
@@ -280,6 +283,31 @@ def load_dnn(run: Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), meta
 
 
+def reused_ours(source: Path, role: str, run: Path, model: dict) -> dict:
+    """The entry of ``source`` (an artefact of this script) measured on the same DNN, whose
+    points of ours are kept while the peer is measured again.
+
+    The same DNN: the same role and run folder, and the same DNN accuracy on the same test
+    images (and, where the artefact recorded one, the same SHA-256 of ``dnn.safetensors``);
+    anything else is refused, so no point of ours is paired with another DNN's peer run.
+    """
+    entries = [m for m in json.loads(Path(source).read_text())["models"]
+               if m["role"] == role and Path(m["run"]) == Path(run)]  # fmt: skip
+    if not entries:
+        raise SystemExit(f"{source} holds no {role} model measured on {run}")
+    entry = entries[-1]
+    same = (entry["samples"] == model["samples"]
+            and abs(entry["dnn_accuracy"] - model["dnn_accuracy"]) < 1e-9
+            and entry.get("dnn_sha256", model["dnn_sha256"]) == model["dnn_sha256"])  # fmt: skip
+    if not same:
+        raise SystemExit(
+            f"{run}: the DNN differs from the one {source} measured (DNN accuracy "
+            f"{entry['dnn_accuracy']:.2f} % there, {model['dnn_accuracy']:.2f} % now, or its hash): "
+            "measure ours again (drop --reuse-ours)"
+        )
+    return entry
+
+
 def settings(
     leaks: list[float], lambdas: list[float], sparse_leak: float = 5.0
 ) -> list[tuple[str, float, float]]:
@@ -346,11 +374,15 @@ def measure_model(role: str, run: Path, args, work: Path) -> dict:
     model: dict[str, Any] = {
         "role": role, "run": str(run), "seed": (meta.get("train") or {}).get("seed"),
         "samples": int(x_raw.shape[0]), "dnn_accuracy": c.accuracy(dnn, x_norm, y),
+        "dnn_sha256": hashlib.sha256((run / "dnn.safetensors").read_bytes()).hexdigest(),
         "ours": [], "peer": [],
     }  # fmt: skip
     c.log(f"{run}: DNN {model['dnn_accuracy']:.2f} % on {model['samples']} test images")
+    earlier = reused_ours(args.reuse_ours, role, run, model) if args.reuse_ours else None
+    if earlier is not None:
+        model["ours"], model["ours_from"] = earlier["ours"], str(args.reuse_ours)
     scales = "auto" if role == "vgg" else None
-    for coding, lam, L in settings(args.leaks, args.lambdas, args.sparse_leak):
+    for coding, lam, L in settings(args.leaks, args.lambdas, args.sparse_leak) if earlier is None else ():
         tick = time.perf_counter()
         epochs = args.sparse_epochs if lam > 0 else args.epochs
         row = one_setting(
@@ -379,6 +411,9 @@ def measure_model(role: str, run: Path, args, work: Path) -> dict:
     model["settings"] = {k: getattr(args, k) for k in (
         "leaks", "lambdas", "epochs", "sparse_epochs", "sparse_leak", "train_limit", "peer_t",
         "calibration_batches", "threads")}  # fmt: skip
+    if earlier is not None:  # our points' settings are the earlier run's
+        model["settings"] = {**earlier["settings"], **{k: model["settings"][k] for k in (
+            "peer_t", "calibration_batches", "threads")}}  # fmt: skip
     model["machine"] = c.machine_info()
     return model
 
@@ -474,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=PLOT_OUT)
     parser.add_argument("--merge", type=Path, nargs="+", default=None,
                         help="measure nothing: write the models of these JSON files to --json, replot")
+    parser.add_argument("--reuse-ours", type=Path, default=None, metavar="JSON",
+                        help="keep our points from this earlier artefact of the same DNNs "
+                        "(checked), measure only the peer again")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.merge:

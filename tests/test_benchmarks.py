@@ -8,6 +8,7 @@ counter counts one addition per non-zero input reaching one target.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -165,3 +166,31 @@ def test_peer_settings_put_the_penalties_at_their_own_leak(bench):
         ("sparse", 0.7, 8.0), ("sparse", 2.0, 8.0),
     ]  # fmt: skip
     assert ps.settings([3.0], [1.0])[-1] == ("sparse", 1.0, 5.0)  # the default L = 5
+
+
+def test_peer_reuses_our_points_only_for_the_same_dnn(bench, tmp_path):
+    """``--reuse-ours`` keeps an earlier artefact's points of ours only where role, run
+    folder, test images, DNN accuracy and (where recorded) the DNN's hash all match."""
+    ps = bench["peer_spikingjelly"]
+    entry = {"role": "lenet5", "run": "runs/main", "samples": 1000, "dnn_accuracy": 99.4,
+             "dnn_sha256": "ab", "ours": [{"coding": "sparse"}], "settings": {"leaks": [5]}}
+    source = tmp_path / "peer.json"
+    source.write_text(json.dumps({"models": [entry]}))
+    now = {"samples": 1000, "dnn_accuracy": 99.4, "dnn_sha256": "ab"}
+    assert ps.reused_ours(source, "lenet5", Path("runs/main"), now)["ours"] == entry["ours"]
+    for changed in ({"dnn_accuracy": 99.3}, {"dnn_sha256": "cd"}, {"samples": 500}):
+        with pytest.raises(SystemExit, match="the DNN differs"):
+            ps.reused_ours(source, "lenet5", Path("runs/main"), {**now, **changed})
+    with pytest.raises(SystemExit, match="holds no vgg model"):
+        ps.reused_ours(source, "vgg", Path("runs/main"), now)
+    del entry["dnn_sha256"]  # an artefact from before the hash was recorded
+    source.write_text(json.dumps({"models": [entry]}))
+    assert ps.reused_ours(source, "lenet5", Path("runs/main"), now)["settings"] == {"leaks": [5]}
+
+
+def test_peer_steps_are_dense_where_the_match_point_lies(bench):
+    """Every T from 1 to 16 (T = 4 included) is read, so the peer's match point is its
+    smallest T that gets there, not the next power of two; and the grid reaches 256."""
+    grid = bench["peer_spikingjelly"].PEER_T
+    assert set(range(1, 17)) <= set(grid) and max(grid) == 256
+    assert list(grid) == sorted(set(grid))
