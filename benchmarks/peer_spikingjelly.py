@@ -18,6 +18,9 @@ For every trained run folder (``tdsnn train``; ``--run ROLE=FOLDER``, repeatable
   SNN runs ``max(--peer-t)`` steps feeding the normalised analog image at every step, the
   output summed over the steps, ``functional.reset_net`` between batches; accuracy and
   synaptic events at every T of ``--peer-t`` (T = 4 included) from that one run.
+* ``--reuse-ours JSON``: our points are taken from an earlier artefact of the same DNNs
+  (same run folder, test images, DNN accuracy and, where recorded, SHA-256 of
+  ``dnn.safetensors``; :func:`reused_ours`) and only the peer is measured again.
 
 Counting rule for SpikingJelly (``SynapticEventCounter``): forward pre-hooks on every
 Conv2d / Linear / AvgPool2d / MaxPool2d count, at every time step, each non-zero input
