@@ -387,3 +387,49 @@ def test_the_results_page_quotes_the_peer_ratios_of_the_artefact():
     text = " ".join((ROOT / "docs" / "results.md").read_text().split())
     assert f"the peer needs {step[0]} and {step[1]} the sparse coding's synaptic events" in text
     assert f"{once[0]} and {once[1]} if the peer's constant input layer is counted once" in text
+
+
+def test_the_peer_shortfall_notes_follow_from_the_artefact():
+    """performance.md explains each LeNet-5 miss of the 10x aim with the events 10x would
+    allow and the sparse points that come nearest, and names the VGG seed-1 match point's
+    sensitivity; results.md quotes the VGG penalties of the same artefact.  All of them are
+    computed here from docs/performance/peer.json."""
+    data = json.loads(_tables().PEER_SPARSE.read_text())
+    page = " ".join((ROOT / "docs" / "performance.md").read_text().split())
+    results = " ".join((ROOT / "docs" / "results.md").read_text().split())
+    lenets = [m for m in data["models"] if m["role"] == "lenet5"]
+    for model in lenets:
+        head = model["headline"]["ours"]["sparse"]
+        theirs = head["theirs"]["events_per_step_count"]
+        allowed = theirs["events_per_step_count"] / 10.0
+        assert f"at most {allowed / 1e3:.0f}k events" in page
+        strongest = max((p for p in model["ours"] if p["coding"] == "sparse"),
+                        key=lambda p: p["lambda"])  # fmt: skip
+        assert strongest["synaptic_events_per_image"] > allowed  # the miss is real
+        assert f"{strongest['synaptic_events_per_image'] / 1e3:.0f}k" in page
+        assert f"{strongest['accuracy']:.2f} %" in page
+        assert head["ratio_events_per_step_count"] < 10.0
+    vgg1 = next(m for m in data["models"] if m["role"] == "vgg" and m["seed"] == 1)
+    best = vgg1["headline"]["ours"]["sparse"]["theirs"]["events_per_step_count"]
+    assert f"{best['accuracy']:.2f} % at T = {best['T']} ({best['events_per_step_count'] / 1e3:,.0f}k" in page
+    at16 = next(p for p in vgg1["peer"] if p["recipe"] == best["recipe"] and p["T"] == 16)
+    ours = vgg1["headline"]["ours"]["sparse"]["point"]["synaptic_events_per_image"]
+    assert (f"at T = 16 it scores {at16['accuracy']:.2f} % with "
+            f"{at16['events_per_step_count'] / 1e3:,.0f}k, "
+            f"{at16['events_per_step_count'] / ours:.1f}x our sparse point") in page  # fmt: skip
+    vggs = [m for m in data["models"] if m["role"] == "vgg"]
+
+    def span(values: list[float], fmt: str) -> str:
+        lo, hi = min(values), max(values)
+        return format(lo, fmt) if format(lo, fmt) == format(hi, fmt) else f"{lo:{fmt}}-{hi:{fmt}}"
+
+    def sparse(lam: float) -> list[dict]:
+        return [p for m in vggs for p in m["ours"] if p["coding"] == "sparse" and p["lambda"] == lam]
+
+    four, six = sparse(4.0), sparse(6.0)
+    paper8 = [p["accuracy"] for m in vggs for p in m["ours"] if p["coding"] == "paper" and p["L"] == 8]
+    assert (f"LAMBDA = 4 gives {span([p['events_per_mac'] for p in four], '.2f')}x the MACs at "
+            f"{span([p['accuracy'] for p in four], '.1f')} %") in results  # fmt: skip
+    assert (f"LAMBDA = 6 {span([p['events_per_mac'] for p in six], '.2f')}x at "
+            f"{span([p['accuracy'] for p in six], '.1f')} %") in results  # fmt: skip
+    assert f"against {span(paper8, '.1f')} % in the paper coding at L = 8" in results
