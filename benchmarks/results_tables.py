@@ -330,14 +330,19 @@ def engine_ab_table() -> str:
 
 
 def spot_check_table() -> str:
-    """What the run-time spot check (16 neurons per certified layer) costs, idle machine
+    """What the run-time spot check costs for each count measured, idle machine
     (``benchmarks/spot_check.py``)."""
     data = json.loads(SPOT_CHECK.read_text())["idle"]
-    lines = ["| network | threads | batch | DNN ms | certified / DNN | spot check cost |",
-             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    counts = list(data["rows"][0]["spot_check_cost"])
+    names = {"default": "cost of the default"}
+    lines = ["| network | threads | batch | DNN ms | certified / DNN | layers checked by default | "
+             + " | ".join(names.get(k, f"cost of {k} in every layer") for k in counts) + " |",
+             "| --- " * (6 + len(counts)) + "|"]  # fmt: skip
     for r in data["rows"]:
+        costs = " | ".join(f"{100 * r['spot_check_cost'][k]:+.1f} %" for k in counts)
         lines.append(f"| {r['network']} | {r['threads']} | {r['batch']} | {r['dnn_ms']:.1f} | "
-                     f"{r['certified_over_dnn']:.2f}x | {100 * r['spot_check_cost']:+.1f} % |")
+                     f"{r['certified_over_dnn']:.2f}x | {r['checked_by_default']} of "
+                     f"{r['float32_layers']} | {costs} |")
     return "\n".join(lines)
 
 

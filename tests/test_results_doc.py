@@ -433,3 +433,34 @@ def test_the_peer_shortfall_notes_follow_from_the_artefact():
     assert (f"LAMBDA = 6 {span([p['events_per_mac'] for p in six], '.2f')}x at "
             f"{span([p['accuracy'] for p in six], '.1f')} %") in results  # fmt: skip
     assert f"against {span(paper8, '.1f')} % in the paper coding at L = 8" in results
+
+
+def test_the_spot_check_notes_follow_from_the_artefact(monkeypatch):
+    """performance.md's sentences on the run-time spot check (what the default checks, and
+    the ranges of the measured costs) are computed here from docs/performance/spot_check.json,
+    which must have been measured with the engine's present default."""
+    from tdsnn.snn import certified
+
+    monkeypatch.undo()  # the engine's own defaults, not the test suite's (tests/conftest.py)
+
+    data = json.loads((ROOT / "docs" / "performance" / "spot_check.json").read_text())["idle"]
+    assert data["default_spot_checks"] == certified.DEFAULT_SPOT_CHECKS
+    assert data["spot_min_macs"] == certified.SPOT_MIN_MACS
+    page = " ".join((ROOT / "docs" / "performance.md").read_text().split())
+    assert f"at least 2^{certified.SPOT_MIN_MACS.bit_length() - 1} multiply-accumulates" in page
+
+    def span(rows: list[dict], key: str) -> str:
+        values = [100 * r["spot_check_cost"][key] for r in rows]
+        return f"{min(values):+.1f} % to {max(values):+.1f} %".replace("+-", "-")
+
+    small = [r for r in data["rows"] if r["batch"] == 32]
+    large = [r for r in data["rows"] if r["batch"] == 256]
+    assert all(r["checked_by_default"] == 0 for r in small)
+    assert f"costs nothing ({span(small, 'default')}" in page
+    assert f"16 neurons in every layer cost {span(small, '16')} there" in page
+    assert f"measured cost there, {span(large, 'default')}, is within" in page
+    assert f"measured {span(large, '16')} on the same rows" in page
+    for label, name in (("LeNet-5", "LeNet-5's"), ("VGG-11-style", "the VGG-11-style network's"),
+                        ("ResNet-20", "ResNet-20's")):
+        row = next(r for r in large if r["network"].startswith(label))
+        assert f"{row['checked_by_default']} of {name} {row['float32_layers']}" in page

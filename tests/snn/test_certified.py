@@ -11,14 +11,10 @@ from torch import nn
 
 import tdsnn
 from tdsnn.coding import spike_value
-from tdsnn.snn.certified import (
-    U32,
-    ReceptiveFields,
-    certified_spike_times,
-    ieee_float32,
-    values32,
-)
+from tdsnn.snn.certified import U32, certified_spike_times, values32
+from tdsnn.snn.conditions import ieee_float32
 from tdsnn.snn.layers import SpikingSynapse
+from tdsnn.snn.receptive import ReceptiveFields
 from tdsnn.testing import random_case
 
 

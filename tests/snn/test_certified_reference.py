@@ -18,8 +18,9 @@ from torch import nn
 
 import tdsnn
 import tdsnn.testing
-from tdsnn.snn import certified, closed_form
-from tdsnn.snn.certified import CertificationError, certified_conditions
+from tdsnn.snn import certified, conditions
+from tdsnn.snn.certified import CertificationError
+from tdsnn.snn.conditions import certified_conditions
 
 L = 5.0
 
@@ -96,7 +97,7 @@ def test_an_unguarded_device_or_old_torch_runs_in_float64_and_says_so(monkeypatc
     monkeypatch.setattr(torch.backends.mkldnn, "conv", types.SimpleNamespace())
     guard, reason = certified_conditions(torch.device("cpu"))
     assert guard is None and "torch >= 2.9" in reason
-    monkeypatch.setattr(certified, "_WARNED", set())
+    monkeypatch.setattr(conditions, "_WARNED", set())
     case = tdsnn.testing.random_case(3)
     snn = tdsnn.convert(tdsnn.prepare(case.model, L=case.L).eval())
     with pytest.warns(UserWarning, match="runs in float64 instead"):
@@ -132,18 +133,61 @@ def test_the_guard_sets_ieee_float32_and_nnpack_off_and_restores_them():
     assert knob.fp32_precision == before and torch._C._get_nnpack_enabled()
 
 
-def test_the_spot_check_catches_a_wrong_spike_time(monkeypatch):
+def test_the_spot_check_catches_a_bound_that_did_not_hold(monkeypatch):
+    """The closed form checks its spot sample inside the repair's float64 pass: a float32
+    pre-activation off by more than its bound (as a backend outside the bound's
+    assumptions would give) makes wrong spike times that the level test cannot see; the
+    spot check, summed from the receptive fields, does."""
     case = tdsnn.testing.random_case(5)
     snn = tdsnn.convert(tdsnn.prepare(case.model, L=case.L).eval())
     monkeypatch.setattr(certified, "SMALL_LAYER_MACS", 0)  # certify every layer in float32
-    snn.run(case.inputs, spot_checks=64)
-    real = closed_form.certified_spike_times
+    honest = snn.run(case.inputs, spot_checks=64)
+    real = certified.split_affine
 
-    def off_by_one(layer, t_in, t_max):
-        t, report = real(layer, t_in, t_max)
-        return t + 1, report
+    def off(layer, g):
+        A, terms = real(layer, g)
+        return A.mul_(1.05).add_(0.02), terms
 
-    monkeypatch.setattr(closed_form, "certified_spike_times", off_by_one)
+    monkeypatch.setattr(certified, "split_affine", off)
     with pytest.raises(CertificationError, match="reference gives"):
+        snn.run(case.inputs, spot_checks=64)
+    wrong = snn.run(case.inputs, spot_checks=0)  # off: the wrong times go unnoticed
+    assert any(not torch.equal(a, b) for a, b in zip(wrong.spike_times, honest.spike_times))
+    with pytest.raises(CertificationError):  # the default checks layers of SPOT_MIN_MACS up
+        snn.run(case.inputs)
+    monkeypatch.setattr(certified, "SPOT_MIN_MACS", 2**62)  # no layer is that large
+    snn.run(case.inputs)  # the default leaves these layers unchecked
+    with pytest.raises(CertificationError):  # an explicit count checks every layer
         snn.run(case.inputs, spot_checks=16)
-    snn.run(case.inputs, spot_checks=0)  # off: not detected
+
+
+def test_the_standalone_spot_check_catches_a_wrong_spike_time():
+    """:func:`~tdsnn.snn.certified.spot_check` (the clocked simulator's, after a layer)."""
+    case = tdsnn.testing.random_case(5)
+    snn = tdsnn.convert(tdsnn.prepare(case.model, L=case.L).eval())
+    layer = snn.synapse_layers[0]
+    t_in = tdsnn.coding.spike_time_float(case.inputs.double(), case.L, snn.coding).float()
+    t_out, _ = certified.float64_spike_times(layer, t_in)
+    generator = torch.Generator().manual_seed(0)
+    certified.spot_check(layer, t_in, t_out, None, generator, count=64)  # passes
+    with pytest.raises(CertificationError, match="reference gives"):
+        certified.spot_check(layer, t_in, t_out + 1, None, generator, count=64)
+
+
+def test_the_default_checks_the_layers_of_spot_min_macs_and_an_explicit_count_every_layer(
+    monkeypatch,
+):
+    case = tdsnn.testing.random_case(5)
+    snn = tdsnn.convert(tdsnn.prepare(case.model, L=case.L).eval())
+    monkeypatch.setattr(certified, "SMALL_LAYER_MACS", 0)  # certify every layer in float32
+
+    def checked(**options) -> list[int]:
+        reports = snn.run(case.inputs, **options).extras["certified"]
+        return [r.spot_checked for r in reports if not r.full_float64]
+
+    assert checked(spot_checks=5) and set(checked(spot_checks=5)) == {5}
+    assert set(checked(spot_checks=0)) == {0}
+    monkeypatch.setattr(certified, "SPOT_MIN_MACS", 2**62)  # the default: no layer that large
+    assert set(checked()) == {0}
+    monkeypatch.setattr(certified, "SPOT_MIN_MACS", 0)
+    assert set(checked()) == {certified.DEFAULT_SPOT_CHECKS}

@@ -92,21 +92,25 @@ def test_the_zoo_resnets_convert_exactly(name):
 
 
 def test_the_spot_check_covers_groups_and_catches_a_wrong_time(monkeypatch):
-    """With the float32 group path forced, the spot check passes on a true result and raises
-    CertificationError when a group's spike times are corrupted."""
-    from tdsnn.snn import certified, closed_form
+    """With the float32 group path forced, the spot check (inside the group's float64
+    repair pass) passes on a true result and raises CertificationError when the float32
+    pre-activation is off by more than its bound, which the level test cannot see."""
+    from tdsnn.snn import certified
 
     monkeypatch.setattr(junction, "SMALL_LAYER_MACS", 0)
     torch.manual_seed(3)
     snn = tdsnn.convert(tdsnn.prepare(Block(5, True).eval(), 5.0))
     x = torch.rand(2, 5, 8, 8) * 3
-    snn.run(x, spot_checks=1000)  # every neuron checked: passes
-    real = closed_form.junction_spike_times
+    honest = snn.run(x, spot_checks=1000)  # every neuron checked: passes
+    assert not honest.extras["certified"][-2].full_float64  # the group ran in float32
+    real = junction.split_affine
 
-    def wrong(layer, t_ins, t_max):
-        t, report = real(layer, t_ins, t_max)
-        return t + 1, report
+    def off(layer, g):
+        A, terms = real(layer, g)
+        return A.mul_(1.05).add_(0.02), terms
 
-    monkeypatch.setattr(closed_form, "junction_spike_times", wrong)
+    monkeypatch.setattr(junction, "split_affine", off)
     with pytest.raises(certified.CertificationError, match="certified spike time of neuron"):
         snn.run(x, spot_checks=1000)
+    wrong = snn.run(x, spot_checks=0)  # off: the wrong times go unnoticed
+    assert any(not torch.equal(a, b) for a, b in zip(wrong.spike_times, honest.spike_times))

@@ -13,7 +13,7 @@ Stability of Numerical Algorithms*, section 3.1); by Cauchy-Schwarz
 ``|W| G <= ||W_c|| ||G_patch||``, and ``||G_patch||`` costs one single-channel
 window sum.  The bound holds for a sum of products formed directly, in any order:
 it needs IEEE float32 (no TF32, no reduced-precision reduction) and a direct
-convolution (no Winograd or FFT), which :func:`certified_conditions` sets up, or
+convolution (no Winograd or FFT), which :func:`.conditions.certified_conditions` sets up, or
 declines to, per device.
 
 A layer runs in float32; every neuron whose float32 ``A`` is farther than that
@@ -28,9 +28,7 @@ test.  The number of neurons at each step is reported.
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -41,11 +39,19 @@ from ..coding import spike_value
 from ..errors import TDSNNError
 from .exact import exact_spike_times
 from .layers import SpikingSynapse
+from .ranges import Float32RangeError
+from .receptive import (
+    ReceptiveFields,
+    _cached,
+    _field_sums,
+    _padding,
+    _pool_fields,
+    _weights,
+)
 
 U32 = 2.0**-24  # unit roundoff of float32
 U64 = 2.0**-53  # unit roundoff of float64
 _LOG2E = 1.0 / math.log(2.0)  # values32: exp(x) = 2^(x log2(e))
-REPAIR_CHUNK = 1 << 18  # elements gathered at a time by the repair (small: no fresh pages)
 COARSE_CHUNK = 1 << 18  # elements per slice of the boundary test
 GROUP = 32  # neurons per group whose largest distance the boundary test reduces
 FULL_FLOAT64_SHARE = 0.2  # above this share of uncertain neurons, redo the layer in float64
@@ -58,10 +64,15 @@ SMALL_LAYER_MACS = 1 << 23
 
 
 SPOT_CHECK = 16  # neurons per layer and batch that the run-time spot check recomputes
-# The spot check is off by default: measured at 5-15 % of a certified run
-# (benchmarks/spot_check.py), above the 3 % at which it would be on.
-# The tests turn it on.
-DEFAULT_SPOT_CHECKS = 0
+# On by default on every certified layer of at least SPOT_MIN_MACS multiply-accumulates in
+# the batch.  The check's cost is nearly fixed per layer (measured 2026-12-03: 0.15-0.35
+# ms, some twenty small tensor operations and 16 receptive fields beside the repair's
+# float64 pass that it joins), and a layer of 2**27 multiply-accumulates takes about
+# 12 ms certified on one CPU thread here: above that size the check costs under 3 %
+# (benchmarks/spot_check.py measures the runs).  An explicit ``spot_checks=k`` checks
+# every certified layer; the tests do (tests/conftest.py).
+DEFAULT_SPOT_CHECKS = SPOT_CHECK
+SPOT_MIN_MACS = 1 << 27
 
 
 class CertificationError(TDSNNError, ArithmeticError):
@@ -77,6 +88,7 @@ class Certification:
     gathered: int  # still uncertain after the per-neuron bound: receptive field summed
     recomputed: int  # still uncertain after that: decided by the exact test (.exact)
     full_float64: bool  # the layer ran in float64 (a small layer, or the bound too wide)
+    spot_checked: int = 0  # neurons the run-time spot check compared with the reference
 
 
 @dataclass
@@ -92,104 +104,85 @@ class Found:
     exact_t: Tensor
     L: float
     report: Certification = field(repr=False)
-
-
-_WARNED: set[str] = set()
-
-
-def certified_conditions(device: torch.device) -> tuple[AbstractContextManager | None, str]:
-    """A context in which this device's float32 products meet the error bound, or
-    ``(None, reason)`` where that cannot be guaranteed (then certification runs in float64).
-
-    CPU: IEEE float32 in oneDNN (``fp32_precision = "ieee"``: no bf16 / TF32 shortcut) and
-    NNPACK off (its Winograd / FFT convolutions are not direct sums; oneDNN's direct
-    algorithm, which PyTorch requests, and the im2col GEMM path are).  CUDA: IEEE float32
-    in cuBLAS and cuDNN, reduced-precision reductions off, and cuDNN off for the duration
-    (its Winograd / FFT algorithms cannot be excluded one by one; PyTorch's own CUDA
-    convolution is an im2col GEMM).  Other devices, and a torch without the
-    ``fp32_precision`` settings (before 2.9), are not covered.  Nothing changes until the
-    context is entered; leaving it restores every setting.
-    """
-    backends = torch.backends
-    if device.type == "cpu":
-        knobs = [getattr(backends.mkldnn, "conv", None), getattr(backends.mkldnn, "matmul", None)]
-    elif device.type == "cuda":
-        knobs = [getattr(backends.cuda, "matmul", None), getattr(backends.cudnn, "conv", None)]
-    else:
-        return None, f"certified float32 is not established on {device.type} devices"
-    if any(k is None or not hasattr(k, "fp32_precision") for k in knobs):
-        return None, (
-            f"this torch ({torch.__version__}) lacks the fp32_precision settings that certified "
-            "float32 needs (torch >= 2.9)"
-        )
-    return _direct_ieee(device, knobs), ""
-
-
-@contextmanager
-def _ieee(knobs: list) -> Iterator[None]:
-    """``fp32_precision = "ieee"`` on every knob for the block, restored afterwards."""
-    saved = [k.fp32_precision for k in knobs]
-    try:
-        for knob in knobs:
-            knob.fp32_precision = "ieee"
-        yield
-    finally:
-        for knob, value in zip(knobs, saved):
-            knob.fp32_precision = value
-
-
-@contextmanager
-def _direct_ieee(device: torch.device, knobs: list) -> Iterator[None]:
-    """IEEE float32 and direct convolutions on ``device`` (see :func:`certified_conditions`)."""
-    backends = torch.backends
-    with ExitStack() as stack:
-        stack.enter_context(_ieee(knobs))
-        if device.type == "cpu":
-            stack.enter_context(backends.nnpack.flags(enabled=False))
-        else:
-            matmul = backends.cuda.matmul
-            for name in ("allow_fp16_reduced_precision_reduction",
-                         "allow_bf16_reduced_precision_reduction"):  # fmt: skip
-                if hasattr(matmul, name):
-                    stack.callback(setattr, matmul, name, getattr(matmul, name))
-                    setattr(matmul, name, False)
-            stack.enter_context(backends.cudnn.flags(enabled=False))
-        yield
-
-
-def warn_once(reason: str) -> None:
-    """Say once per reason that certification fell back to float64."""
-    if reason not in _WARNED:
-        _WARNED.add(reason)
-        warnings.warn(f"{reason}: certified precision runs in float64 instead", stacklevel=3)
-
-
-def ieee_float32() -> AbstractContextManager:
-    """Plain IEEE float32 in convolutions and matrix products (no TF32 or bf16 shortcut) on
-    every backend that has the setting; the previous settings are restored afterwards."""
-    backends = [torch.backends.mkldnn, torch.backends.cudnn, torch.backends.cuda]
-    knobs = [getattr(b, op) for b in backends for op in ("conv", "matmul") if hasattr(b, op)]
-    return _ieee([k for k in knobs if hasattr(k, "fp32_precision")])
+    spot: Tensor | None = None  # the spot-checked neurons (flat indices), if any
+    spot_t: Tensor | None = None  # their reference T (float64 values)
 
 
 def certified_spike_times(
-    layer: SpikingSynapse, t_in: Tensor, t_max: float
+    layer: SpikingSynapse,
+    t_in: Tensor,
+    t_max: float,
+    spot_checks: int = 0,
+    generator: torch.Generator | None = None,
+    min_macs: int = 0,
 ) -> tuple[Tensor, Certification]:
     """``T(ReLU(A))`` of a hidden synapse layer as float32 times equal to the reference's.
 
     ``t_in`` holds the layer's input spike times (integer values, float32), all
-    ``<= t_max`` (the inhibitory period bounds them).  Run it inside
-    :func:`certified_conditions`.
+    ``<= t_max`` (the inhibitory period bounds them).  ``spot_checks``: how many random
+    neurons of one random sample (drawn from ``generator``) are recomputed from their
+    receptive fields alongside the repair, whose sums they share (:func:`spot_check`'s
+    test at a fraction of its cost), if the layer has at least ``min_macs``
+    multiply-accumulates; :class:`CertificationError` if one differs.  Run it
+    inside :func:`.conditions.certified_conditions`.
     """
-    if layer.kind == "avgpool" or _macs(layer, t_in) < SMALL_LAYER_MACS:
+    macs = 0 if layer.kind == "avgpool" else _macs(layer, t_in)
+    if layer.kind == "avgpool" or macs < SMALL_LAYER_MACS:
         return float64_spike_times(layer, t_in)
     g = values32(t_in, layer.L)
     A, terms = split_affine(layer, g)
     g_error = (2.0 * t_max / layer.L + 4.0) * U32  # the argument rounds twice, exp2 one ulp (values32)
-    found = near_boundaries(layer, A, g, t_in, _error_factor(layer, g_error, terms), g_error)
+    spot = None
+    if spot_checks > 0 and macs >= min_macs and A.numel():
+        # One float64 bound of |W_c| G + |b_c| for the spot sample (float64's own error is
+        # so small that a loose bound decides nearly every neuron).
+        size = _l1_bound(layer, A.device) * math.exp(min(t_max / layer.L, 700.0)) * (1.0 + 1e-6)
+        if math.isfinite(size):  # else the values overflow: the range check's case
+            generator = generator or torch.Generator().manual_seed(0)
+            spot = (*_spot_neurons(A.shape, spot_checks, generator, A.device), size)
+    gamma = _error_factor(layer, g_error, terms)
+    found = near_boundaries(layer, A, g, t_in, gamma, g_error, spot=spot)
     if found is None:
         return float64_spike_times(layer, t_in)
-    return apply(found), found.report
+    t = apply(found)
+    if found.spot is not None and found.spot_t is not None:
+        got = t.reshape(-1).index_select(0, found.spot)
+        if not torch.equal(got, found.spot_t.to(got.dtype)):
+            assert spot is not None
+            compare_spot(layer, t, spot[1], found.spot_t, None, silence=False)
+        found.report.spot_checked = int(found.spot.shape[0])
+    return t, found.report
+
+
+def _spot_neurons(
+    shape: torch.Size, count: int, generator: torch.Generator, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Flat indices and index rows of ``count`` random neurons (with repetition) of one
+    random sample (a handful of integers: built in Python, two tensors)."""
+    drawn = torch.randint(2**62, (count + 1,), generator=generator).tolist()
+    sample, sizes = drawn[0] % shape[0], list(shape[1:])
+    per_sample = math.prod(sizes)
+    flat, rows = [], []
+    for value in drawn[1:]:
+        local = value % per_sample
+        flat.append(sample * per_sample + local)
+        index = []
+        for size in reversed(sizes):
+            local, rest = divmod(local, size)
+            index.append(rest)
+        rows.append([sample, *reversed(index)])
+    return (torch.tensor(flat, dtype=torch.long, device=device),
+            torch.tensor(rows, dtype=torch.long, device=device))  # fmt: skip
+
+
+def _l1_bound(layer: SpikingSynapse, device: torch.device) -> float:
+    """``max_c ||W_c||_1 + max_c |b_c|`` (rounded up), cached per layer."""
+
+    def build() -> float:
+        values = _weights(layer, device)
+        return float(values["l1"].max()) + float(values["bias_abs"].max())
+
+    return _cached(layer, "_l1_cache", (device,), build)
 
 
 def values32(t: Tensor, L: float) -> Tensor:
@@ -236,6 +229,7 @@ def near_boundaries(
     *,
     scalar: float | None = None,
     exact: Callable[[Tensor], Tensor] | None = None,
+    spot: tuple[Tensor, Tensor, float] | None = None,
 ) -> Found | None:
     """Find the neurons whose ``T`` an error of ``A`` could change, and pin them down.
 
@@ -247,7 +241,11 @@ def near_boundaries(
     it is float32; the clocked simulator holds float32 step sums in float64 potentials).
     ``scalar`` (float64 only): one bound of ``|W| G + |b|`` for every neuron, and
     ``exact`` the exact test of chosen neurons, for a group with several branches
-    (:mod:`.junction`).  Returns None when a float32 bound is too wide to help.
+    (:mod:`.junction`).  ``spot`` (float32 ``A`` of a synapse layer only): flat indices and
+    index rows of neurons to recompute from their receptive fields in the same float64 pass as the
+    repair, whatever their bound, and one bound of their ``|W_c| G + |b_c|``, for the
+    spot check (``Found.spot_t``: their reference ``T``).  Returns None
+    when a float32 bound is too wide to help.
     """
     L = layer.L
     if math.isinf(gamma):
@@ -285,33 +283,55 @@ def near_boundaries(
         return None
     flagged = unravel(flat, t.shape)
     better = A.reshape(-1)[flat].double()
-    if flat.shape[0] == 0:
+    checking = spot is not None and patch is not None and w_norm is not None
+    if flat.shape[0] == 0 and not checking:
         return Found(t, flagged, better, empty, better, L, report)
     # Per flagged neuron: its own bound, and T at both ends of A +- bound in float64.
-    channel = flagged[:, 1]
     if layer.kind == "avgpool" and scalar is None:
         size = better.abs() * (1.0 + 16.0 * u)
     elif patch is None:
         size = torch.full((flat.shape[0],), scalar, dtype=torch.float64, device=A.device)
     else:
-        size = w_norm[channel].double() * _patch_at(layer, patch, flagged)
-        size = (size.double() + b_abs[channel].double()) * (1.0 + 1e-6)  # >= |W_c| G + |b_c|
+        size = _neuron_bound(layer, w_norm, b_abs, patch, flagged)
     open_ = (~_settled(better, size * gamma, L, margin)).nonzero().squeeze(1)
     report.gathered = int(open_.shape[0])
-    if open_.shape[0] and low_precision and layer.kind != "avgpool":
+    spot_t = None
+    if (open_.shape[0] or checking) and low_precision and layer.kind != "avgpool":
         # Their receptive fields summed again in float64, with the float64 G of the
         # reference: float64's own error only.  ``size`` came from the float32 G, off
-        # by at most its relative error g_error.
-        open_ = open_[torch.argsort(channel[open_], stable=True)]
+        # by at most its relative error g_error.  The spot-checked neurons join the pass.
         n = layer.fan_in() + 1
-        a = _field_sums(layer, t_in, flagged[open_])
-        better[open_] = a
-        bound = size[open_] * (1.0 + 2.0 * g_error + 1e-5) * (2.02 * n * U64)
-        open_ = open_[~_settled(a, bound, L, margin)]
+        rows, sizes, repaired = flagged[open_], size[open_], open_.shape[0]
+        if checking:
+            assert spot is not None
+            rows = torch.cat([rows, spot[1]])
+            sizes = torch.cat([sizes, sizes.new_full(spot[0].shape, spot[2])])
+        a = _field_sums(layer, t_in, rows)
+        bound = sizes * (1.0 + 2.0 * g_error + 1e-5) * (2.02 * n * U64)
+        sure, times = _settled_times(a, bound, L, margin)
+        better[open_] = a[:repaired]
+        if checking and bool(torch.isfinite(a[repaired:]).all()):
+            # (an overflowing sum is the range check's case: the batch reruns in float64)
+            spot_t = times[repaired:]
+            if not bool(sure[repaired:].all()):
+                undecided = (~sure[repaired:]).nonzero().squeeze(1)
+                spot_t[undecided] = _exact_times(layer, t_in, rows[repaired:][undecided])
+        open_ = open_[~sure[:repaired]]
     report.recomputed = int(open_.shape[0])
     exact = exact or (lambda where: _exact_times(layer, t_in, where))
     exact_t = exact(flagged[open_]) if open_.shape[0] else better[:0]
-    return Found(t, flagged, better, open_, exact_t, L, report)
+    spot_flat = spot[0] if spot_t is not None and spot is not None else None
+    return Found(t, flagged, better, open_, exact_t, L, report, spot_flat, spot_t)
+
+
+def _neuron_bound(
+    layer: SpikingSynapse, w_norm: Tensor, b_abs: Tensor, patch: Tensor, where: Tensor
+) -> Tensor:
+    """Per neuron at ``where``, a float64 bound of ``|W_c| G + |b_c|`` with its own
+    channel's weight norm (Cauchy-Schwarz on the float32 ``G``)."""
+    channel = where[:, 1]
+    size = w_norm[channel].double() * _patch_at(layer, patch, where)
+    return (size.double() + b_abs[channel].double()) * (1.0 + 1e-6)  # >= |W_c| G + |b_c|
 
 
 def _exact_times(layer: SpikingSynapse, t_in: Tensor, where: Tensor) -> Tensor:
@@ -326,31 +346,6 @@ def _exact_times(layer: SpikingSynapse, t_in: Tensor, where: Tensor) -> Tensor:
     values = spike_value(fields.at(where), L, torch.float64)
     chosen = rows.index_select(0, where[:, 1])
     return exact_spike_times(chosen[:, :-1], values, chosen[:, -1], L)
-
-
-def _pool_fields(layer: SpikingSynapse, t_in: Tensor, where: Tensor) -> tuple[Tensor, Tensor]:
-    """Average pooling: the float64 ``G`` of each chosen neuron's window (padding 0) and
-    its divisor."""
-    args = layer.pool_args
-    (kh, kw), (sh, sw) = _pair2(args["kernel_size"]), _pair2(args["stride"] or args["kernel_size"])
-    ph, pw = _pair2(args["padding"])
-    g = spike_value(t_in, layer.L, torch.float64)
-    ones = torch.ones_like(g[:1, :1])
-    valid = F.avg_pool2d(ones, **dict(args, divisor_override=1))
-    divisor = (valid / F.avg_pool2d(ones, **args)).round_()[0, 0]
-    out_h, out_w = valid.shape[2:]
-    padded = F.pad(g, (pw, pw + kw + sw * out_w, ph, ph + kh + sh * out_h))  # ceil_mode room
-    n, c, i, j = where.t()
-    dy = torch.arange(kh, device=g.device)
-    dx = torch.arange(kw, device=g.device)
-    y = (i * sh)[:, None, None] + dy[None, :, None]
-    x = (j * sw)[:, None, None] + dx[None, None, :]
-    values = padded[n[:, None, None], c[:, None, None], y, x].reshape(where.shape[0], -1)
-    return values, divisor[i, j]
-
-
-def _pair2(value: int | tuple[int, int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 def spot_check(
@@ -399,16 +394,22 @@ def compare_spot(
     reference: Tensor,
     limit: int | None,
     sample: int | None = None,
+    silence: bool = True,
 ) -> None:
     """Raise :class:`CertificationError` where the certified ``t_out`` at ``where`` differs
-    from the reference's ``T`` (after the static ``limit`` and sparse silence); ``sample``:
-    the batch index to name when ``t_out`` holds that one sample."""
+    from the reference's ``T`` (after the static ``limit`` and, with ``silence``, sparse
+    silence: ``t_out`` as a layer emits it); ``sample``: the batch index to name when
+    ``t_out`` holds that one sample."""
     if limit is not None:
         reference.clamp_(max=limit)
-    if layer.coding == "sparse":  # T = 0 (A <= 0): the neuron is silent
+    if silence and layer.coding == "sparse":  # T = 0 (A <= 0): the neuron is silent
         reference.masked_fill_(reference == 0, -math.inf)
     got = t_out[tuple(where.t())].double()
     wrong = (got != reference).nonzero().squeeze(1)
+    if wrong.shape[0] and not bool(torch.isfinite(got[wrong]).all()):
+        # float32 overflowed (an infinite or NaN time): the range check's case, which
+        # reruns the batch in float64, not a bound that failed
+        raise Float32RangeError(f"a spike time of layer '{layer.name}' ({float(got[wrong].max()):g})")
     if wrong.shape[0]:
         k = int(wrong[0])
         neuron = where[k].tolist()
@@ -545,8 +546,16 @@ def unravel(flat: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
 def _settled(a: Tensor, bound: Tensor, L: float, margin: float = 0.0) -> Tensor:
     """Where ``T`` is the same at both ends of ``a +- bound`` (float64, widened by its own
     rounding and ``margin``, both relative to ``1 + |a|``): there ``T(a)`` is certain."""
+    return _settled_times(a, bound, L, margin)[0]
+
+
+def _settled_times(
+    a: Tensor, bound: Tensor, L: float, margin: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """:func:`_settled`, and ``T`` at the lower end (``T(a)`` where settled)."""
     bound = bound + (1e-12 + margin) * (1.0 + a.abs())
-    return _times64(a - bound, L) == _times64(a + bound, L)
+    low = _times64(a - bound, L)
+    return low == _times64(a + bound, L), low
 
 
 def _times64(A: Tensor, L: float) -> Tensor:
@@ -609,18 +618,6 @@ def _weight_parts(layer: SpikingSynapse, device: torch.device, k: int) -> list:
     return _cached(layer, "_split_cache", (device, k), build)
 
 
-def _cached(layer: SpikingSynapse, attr: str, extra: tuple, build: Callable[[], object]):
-    """``build()`` cached on ``layer`` under ``attr``, rebuilt when the weights change (their
-    storage or version) or ``extra`` does."""
-    w = layer.dnn_weight
-    key = (w.data_ptr(), w._version, *map(str, extra))
-    cached = getattr(layer, attr, None)
-    if cached is None or cached[0] != key:
-        cached = (key, build())
-        setattr(layer, attr, cached)
-    return cached[1]
-
-
 def _error_factor(layer: SpikingSynapse, g_error: float, terms: int | None = None) -> float:
     """``gamma`` with ``|A_float32 - A_float64| <= gamma (|W| G + |b|)`` for this layer.
 
@@ -634,28 +631,6 @@ def _error_factor(layer: SpikingSynapse, g_error: float, terms: int | None = Non
         return math.inf  # bound useless: the caller falls back to float64
     gamma = 1.01 * n * U32 / (1.0 - n * U32) + g_error + 4.0 * (layer.fan_in() + 2) * U64
     return gamma * (1.0 + 2.0 * gamma)
-
-
-def _weights(layer: SpikingSynapse, device: torch.device) -> dict[str, Tensor]:
-    """Cached per layer: ``||W_c||_2`` (rounded up) and ``|b_c|`` per output channel
-    (float32), and the float64 rows of ``W`` in receptive-field order (channel, kh, kw:
-    :class:`ReceptiveFields`) with the bias appended."""
-
-    def build() -> dict[str, Tensor]:
-        w64 = layer.dnn_weight.detach().double().to(device)
-        rows = w64.reshape(w64.shape[0], -1)
-        bias = layer.dnn_bias
-        b64 = torch.zeros(w64.shape[0], dtype=torch.float64, device=device)
-        if bias is not None:
-            b64 = bias.detach().double().to(device)
-        return {
-            "norm": (rows.norm(dim=1) * (1.0 + 1e-6)).float(),
-            "l1": rows.abs().sum(dim=1) * (1.0 + 1e-6),
-            "bias_abs": b64.abs().float(),
-            "rows64": torch.cat([rows, b64[:, None]], dim=1),
-        }
-
-    return _cached(layer, "_certify_cache", (device,), build)
 
 
 def _weight_norms(layer: SpikingSynapse, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -689,103 +664,3 @@ def _patch_at(layer: SpikingSynapse, patch: Tensor, flagged: Tensor) -> Tensor:
     if patch.shape[1] == 1:
         return patch[flagged[:, 0], 0, flagged[:, 2], flagged[:, 3]]
     return patch[tuple(flagged.t())]
-
-
-def _field_sums(layer: SpikingSynapse, t_in: Tensor, where: Tensor) -> Tensor:
-    """``W G + b`` in float64 for the neurons at ``where`` (rows sorted by output channel),
-    from their receptive fields, with the float64 ``G`` of the reference: only float64's
-    own rounding is left.  ``G`` is computed once on the samples that ``where`` names."""
-    rows = _weights(layer, t_in.device)["rows64"]  # (C_out, K + 1): bias last
-    bias = rows[where[:, 1], -1]
-    samples, local = torch.unique(where[:, 0], return_inverse=True)
-    if samples.shape[0] < t_in.shape[0]:  # the table holds only the samples needed
-        t_in = t_in.index_select(0, samples)
-        where = torch.cat([local[:, None], where[:, 1:]], dim=1)
-    # G in float64 once on the input, or on the gathered fields when they are fewer values
-    # (padding and silent neurons are spike times of -inf: G = exp(-inf) = 0).
-    per_field = rows.shape[1] - 1
-    late = where.shape[0] * per_field < t_in.numel()
-    source = t_in if late else spike_value(t_in, layer.L, torch.float64)
-    fields = ReceptiveFields(layer, source, fill=-math.inf if late else 0.0)
-    out = torch.empty(where.shape[0], dtype=torch.float64, device=source.device)
-    per_chunk = max(1, REPAIR_CHUNK // rows.shape[1])
-    for start in range(0, where.shape[0], per_chunk):
-        chunk = where[start : start + per_chunk]
-        values = fields.at(chunk)
-        if late:
-            values = spike_value(values, layer.L, torch.float64)
-        channels, counts = torch.unique_consecutive(chunk[:, 1], return_counts=True)
-        if len(channels) * 8 > len(chunk):  # few rows per channel: gather the weights too
-            weights = rows.index_select(0, chunk[:, 1])[:, :-1]
-            out[start : start + len(chunk)] = (values * weights).sum(dim=1)
-            continue
-        first = start
-        for channel, count in zip(channels.tolist(), counts.tolist()):
-            torch.mv(
-                values[first - start : first - start + count],
-                rows[channel, :-1],
-                out=out[first : first + count],
-            )
-            first += count
-    out += bias
-    return out
-
-
-class ReceptiveFields:
-    """The inputs of chosen neurons as rows ordered like the weight rows (channel of the
-    group, kh, kw), gathered from the padded input (padding reads as ``fill``).
-
-    The padded input is viewed as overlapping runs of ``kw`` inputs (one kernel row), so
-    a receptive field is ``channels x kh`` row reads at fixed offsets from its corner:
-    one pad copy per layer and one index per kernel row, no per-layer table.
-    """
-
-    def __init__(self, layer: SpikingSynapse, source: Tensor, fill: float = 0.0) -> None:
-        self.layer = layer
-        if layer.kind == "linear":
-            self.table = source
-            return
-        left, right, top, bottom = _padding(layer)
-        if left or right or top or bottom:
-            source = F.pad(source, (left, right, top, bottom), value=fill)
-        flat = source.contiguous().reshape(-1)
-        batch, channels, tall, wide = source.shape
-        groups = layer.conv_args["groups"]
-        kh, kw = layer.dnn_weight.shape[2:]
-        dh, dw = layer.conv_args["dilation"]
-        span = (kw - 1) * dw + 1
-        # Row r of the table: the kw inputs flat[r], flat[r + dw], ... (a strided view).
-        self.table = flat.as_strided((max(flat.numel() - span + 1, 0), kw), (1, dw))
-        plane = tall * wide
-        per_group = channels // groups
-        device = source.device
-        channel = torch.arange(per_group, device=device) * plane
-        dy = torch.arange(kh, device=device) * (dh * wide)
-        self.offsets = (channel[:, None] + dy[None, :]).reshape(-1)  # (channel, dy) rows
-        self.sample, self.group, self.wide = channels * plane, per_group * plane, wide
-        self.outs_per_group = layer.dnn_weight.shape[0] // groups
-
-    def at(self, where: Tensor) -> Tensor:
-        """One row per neuron index row of ``where``."""
-        if self.layer.kind == "linear":
-            return self.table.index_select(0, where[:, 0])
-        sh, sw = self.layer.conv_args["stride"]
-        n, c, i, j = where.t()
-        corner = n * self.sample + (c // self.outs_per_group) * self.group
-        corner = corner + i * (sh * self.wide) + j * sw
-        rows = (corner[:, None] + self.offsets[None, :]).reshape(-1)
-        return self.table.index_select(0, rows).reshape(where.shape[0], -1)
-
-
-def _padding(layer: SpikingSynapse) -> tuple[int, int, int, int]:
-    """(left, right, top, bottom) zero padding of the conv, as ``F.pad`` takes it."""
-    padding = layer.conv_args["padding"]
-    kh, kw = layer.dnn_weight.shape[2:]
-    dilation = layer.conv_args["dilation"]
-    if padding == "valid":
-        return (0, 0, 0, 0)
-    if padding == "same":
-        total_h, total_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
-        return (total_w // 2, total_w - total_w // 2, total_h // 2, total_h - total_h // 2)
-    ph, pw = (padding, padding) if isinstance(padding, int) else padding
-    return (pw, pw, ph, ph)

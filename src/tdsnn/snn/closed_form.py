@@ -28,6 +28,7 @@ def run_synapse(
     fanout: Tensor | list[Tensor],
     dtype: torch.dtype,
     certificates: list[Certification] | None = None,
+    spot: tuple[int, torch.Generator, int] | None = None,
 ) -> tuple[Tensor, SNNLayerEvents]:
     """One synapse layer: output spike times (hidden) or logits (output layer).
 
@@ -36,7 +37,8 @@ def run_synapse(
     period, ``limit`` a static end of the active period (or None).  With
     ``certificates`` (a list to append to), the layer runs certified float32
     (:mod:`.certified`; a group with shortcuts: float64, :mod:`.junction`): float64
-    spike times; the output layer runs in float64.
+    spike times; the output layer runs in float64.  ``spot``: (count, generator, least multiply-accumulates) of the
+    run-time spot check of a certified chain layer (:func:`.certified.certified_spike_times`).
     """
     certify = certificates is not None
     t_ins = list(t_in) if isinstance(t_in, (list, tuple)) else [t_in]
@@ -47,10 +49,10 @@ def run_synapse(
         events.own_leaks = events.inhibit_steps * events.neurons
         return A, events
     if certify and len(t_ins) > 1:
-        t_out, report = junction_spike_times(layer, t_ins, float(t_il.max()))
+        t_out, report = junction_spike_times(layer, t_ins, float(t_il.max()), *(spot or ()))
         certificates.append(report)
     elif certify:
-        t_out, report = certified_spike_times(layer, t_ins[0], float(t_il.max()))
+        t_out, report = certified_spike_times(layer, t_ins[0], float(t_il.max()), *(spot or ()))
         certificates.append(report)
     else:  # T(ReLU(A)) in place: A is not needed any more.
         A = group_affine(layer, t_ins, dtype)

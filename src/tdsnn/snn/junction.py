@@ -20,19 +20,16 @@ from torch import Tensor
 from ..coding import spike_value
 from .certified import (
     FULL_FLOAT64_SHARE,
-    REPAIR_CHUNK,
     SMALL_LAYER_MACS,
     U32,
     U64,
     Certification,
-    ReceptiveFields,
-    _cached,
     _macs,
     _patch_at,
     _patch_norm,
     _settled,
+    _spot_neurons,
     _times64,
-    _weights,
     apply,
     compare_spot,
     level_test,
@@ -43,6 +40,7 @@ from .certified import (
 )
 from .exact import exact_spike_times
 from .layers import SpikingSynapse
+from .receptive import REPAIR_CHUNK, ReceptiveFields, _cached, _weights, values64
 
 
 def group_affine(layer: SpikingSynapse, t_ins: list[Tensor], dtype: torch.dtype) -> Tensor:
@@ -95,7 +93,12 @@ def junction_float64_times(layer: SpikingSynapse, t_ins: list[Tensor]) -> tuple[
 
 
 def junction_spike_times(
-    layer: SpikingSynapse, t_ins: list[Tensor], t_max: float
+    layer: SpikingSynapse,
+    t_ins: list[Tensor],
+    t_max: float,
+    spot_checks: int = 0,
+    generator: torch.Generator | None = None,
+    min_macs: int = 0,
 ) -> tuple[Tensor, Certification]:
     """Certified ``T(ReLU(A))`` of a hidden group in float32, as the chain layers do.
 
@@ -103,8 +106,10 @@ def junction_spike_times(
     |W_b| G_b + |b|)`` with ``n`` the group's fan-in plus its branches, each branch's
     ``|W_b| G_b`` bounded per position by Cauchy-Schwarz (an identity's by the largest
     ``G`` there).  The flagged neurons are summed again in float64 from their joined
-    receptive fields (float64 ``G``), and those float64 cannot decide get the exact test.
-    Small groups, or a bound too wide to help, run in float64.
+    receptive fields (float64 ``G``), and those float64 cannot decide get the exact test;
+    ``spot_checks`` random neurons of one sample (from ``generator``; in a group of at
+    least ``min_macs`` multiply-accumulates) join that pass and raise :class:`.certified.CertificationError` if their certified time differs.  Small
+    groups, or a bound too wide to help, run in float64.
     """
     n = group_fan_in(layer) + len(t_ins) + 2
     macs = sum(_macs(b, t) for b, t in zip(layer.branches(), t_ins, strict=True) if b.kind == "conv")
@@ -129,7 +134,12 @@ def junction_spike_times(
     report = Certification(int(t.numel()), int(flat.shape[0]), 0, 0, False)
     if flat.shape[0] > FULL_FLOAT64_SHARE * t.numel():
         return junction_float64_times(layer, t_ins)
-    if flat.shape[0] == 0:
+    spot = None
+    # (an overflowing float32 A, an infinite or NaN time, is the range check's case)
+    if spot_checks > 0 and macs >= min_macs and t.numel() and float(t.max()) < math.inf:
+        generator = generator or torch.Generator().manual_seed(0)
+        spot = _spot_neurons(t.shape, spot_checks, generator, t.device)[1]
+    if flat.shape[0] == 0 and spot is None:
         return t, report
     flagged = unravel(flat, t.shape)
     # Per flagged neuron its own bound (each channel's weight norms): where T is the same
@@ -139,6 +149,8 @@ def junction_spike_times(
     t[tuple(flagged.t())] = _times64(better, L).to(t.dtype)
     where = flagged[open_]
     report.gathered = int(where.shape[0])
+    if spot is not None:
+        where = torch.cat([where, spot])
     if where.shape[0] == 0:
         return t, report
     times = torch.empty(where.shape[0], dtype=torch.float64, device=A.device)
@@ -155,7 +167,11 @@ def junction_spike_times(
             report.recomputed += int(open_.shape[0])
             part[open_] = exact_spike_times(weights[open_], values[open_], bias[open_], L)
         times[start : start + len(chunk)] = part
-    t[tuple(where.t())] = times.to(t.dtype)
+    repaired = report.gathered
+    t[tuple(where[:repaired].t())] = times[:repaired].to(t.dtype)
+    if spot is not None:  # the certified times there, final, against the reference
+        compare_spot(layer, t, spot, times[repaired:], None, silence=False)
+        report.spot_checked = int(spot.shape[0])
     return t, report
 
 
@@ -214,6 +230,7 @@ class JoinedFields:
         ]  # fmt: skip
         if not few:
             self.local = where[:, 0]
+        self.top = max((float(t.max()) for t in t_ins if t.numel()), default=0.0)
 
     def at(self, rows: slice, where: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``where[rows]``'s weights, values and bias (``where`` as given to the init)."""
@@ -223,7 +240,7 @@ class JoinedFields:
             t_in[tuple(chosen.t())][:, None] if fields is None else fields.at(local)
             for t_in, fields in zip(self.t_ins, self.fields, strict=True)
         ]  # fmt: skip
-        values = spike_value(torch.cat(times, dim=1), layer.L, torch.float64)
+        values = values64(torch.cat(times, dim=1), layer.L, self.top)
         joined = joined_rows(layer, chosen.device).index_select(0, chosen[:, 1])
         return joined[:, :-1], values, joined[:, -1]
 
@@ -258,33 +275,3 @@ def joined_fields(
 def junction_exact(layer: SpikingSynapse, t_ins: list[Tensor], where: Tensor) -> Tensor:
     """The exact test on the neurons at ``where``: every branch's receptive field joined."""
     return exact_spike_times(*joined_fields(layer, t_ins, where), layer.L)
-
-
-def junction_spot_check(
-    layer: SpikingSynapse,
-    t_ins: list[Tensor],
-    t_out: Tensor,
-    limit: int | None,
-    generator: torch.Generator,
-    count: int,
-) -> None:
-    """:func:`.certified.spot_check` for a group with shortcuts: ``count`` random neurons of
-    one random sample recomputed from their joined receptive fields (float64, the exact
-    test where float64 cannot decide); :class:`.certified.CertificationError` on a
-    difference."""
-    if t_out.numel() == 0 or count <= 0:
-        return
-    sample = int(torch.randint(t_out.shape[0], (1,), generator=generator))
-    per_sample = t_out[0].numel()
-    flat = torch.randint(per_sample, (min(count, per_sample),), generator=generator)
-    where = unravel(flat, t_out.shape[1:]).to(t_out.device)
-    where = torch.cat([torch.full_like(where[:, :1], sample), where], dim=1)
-    weights, values, bias = joined_fields(layer, t_ins, where)
-    a = (weights * values).sum(dim=1) + bias
-    n = group_fan_in(layer) + len(t_ins) + 2
-    bound = ((weights.abs() * values).sum(dim=1) + bias.abs()) * (2.02 * n * U64)
-    reference = _times64(a, layer.L)
-    open_ = (~_settled(a, bound, layer.L)).nonzero().squeeze(1)
-    if open_.shape[0]:
-        reference[open_] = exact_spike_times(weights[open_], values[open_], bias[open_], layer.L)
-    compare_spot(layer, t_out, where, reference, limit)

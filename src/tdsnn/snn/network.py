@@ -12,8 +12,8 @@ from ..coding import SILENT, bias_spike_time, check_coding, spike_time_float
 from ..errors import SpikeInputError, UnsupportedModelError
 from ..ops import SNNOps
 from . import certified, clocked, closed_form
-from .certified import Certification, certified_conditions, spot_check, warn_once
-from .junction import junction_spot_check
+from .certified import Certification, spot_check
+from .conditions import certified_conditions, warn_once
 from .layers import SpikeConcat, SpikeFlatten, SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
 from .ranges import Float32RangeError, check_logits, check_times
 from .result import SNNResult
@@ -175,7 +175,7 @@ class SNN(nn.Module):
                 rounding the exact test (closed_form: float32 layers; clocked: float32
                 synaptic sums per step, float64 potentials); per-layer counts in
                 ``result.extras["certified"]``.  It runs under
-                :func:`~tdsnn.snn.certified.certified_conditions` (IEEE float32, direct
+                :func:`~tdsnn.snn.conditions.certified_conditions` (IEEE float32, direct
                 convolutions); on a device or torch where those cannot be set up it
                 runs in float64 instead and warns once (``extras["fallback"]``).
                 ``"float64"``: everything in float64 (the G-DNN's float64 forward).
@@ -189,13 +189,15 @@ class SNN(nn.Module):
             max_steps: ``clocked`` only: the most time steps one presentation may take
                 (its latency); a batch that would need more is refused before its time
                 loop runs.  Default :data:`tdsnn.snn.clocked.MAX_STEPS`.
-            spot_checks: certified only: per hidden layer whose float32 arithmetic was
-                certified, how many random neurons of one random sample are recomputed
-                with the reference after the layer, raising
+            spot_checks: certified only: how many random neurons of one random sample are
+                recomputed with the reference in each hidden layer whose float32
+                arithmetic was certified, raising
                 :class:`~tdsnn.snn.certified.CertificationError` on a difference (a
-                run-time check of the bound; e.g. 16).  Default
-                :data:`~tdsnn.snn.certified.DEFAULT_SPOT_CHECKS` (0: off, as it costs
-                more than 3 % at small batches).
+                run-time check of the bound; 0: off).  Default (None):
+                :data:`~tdsnn.snn.certified.DEFAULT_SPOT_CHECKS` neurons in every such
+                layer of at least :data:`~tdsnn.snn.certified.SPOT_MIN_MACS`
+                multiply-accumulates in the batch, where the check costs under 3 %; an
+                explicit count checks every certified layer.
         """
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise SpikeInputError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}")
@@ -207,9 +209,10 @@ class SNN(nn.Module):
                 f"got {precision!r}"
             )
         max_steps = clocked.check_max_steps(max_steps)
+        spot = (spot_checks, 0)  # (neurons per layer, least multiply-accumulates of a layer)
         if spot_checks is None:
-            spot_checks = certified.DEFAULT_SPOT_CHECKS
-        if isinstance(spot_checks, bool) or not isinstance(spot_checks, int) or spot_checks < 0:
+            spot = (certified.DEFAULT_SPOT_CHECKS, certified.SPOT_MIN_MACS)
+        elif isinstance(spot_checks, bool) or not isinstance(spot_checks, int) or spot_checks < 0:
             raise SpikeInputError(f"spot_checks must be an integer >= 0, got {spot_checks!r}")
         self._check_input(x)
         with torch.no_grad():
@@ -222,7 +225,7 @@ class SNN(nn.Module):
                 guard = contextlib.nullcontext()
             try:
                 with guard:
-                    return self._simulate(x, backend, precision, max_steps, spot_checks)
+                    return self._simulate(x, backend, precision, max_steps, spot)
             except Float32RangeError as exc:
                 if precision != "certified":
                     raise SpikeInputError(
@@ -313,7 +316,12 @@ class SNN(nn.Module):
         return out
 
     def _simulate(
-        self, x: Tensor, backend_name: str, precision: str, max_steps: int, spot_checks: int = 0
+        self,
+        x: Tensor,
+        backend_name: str,
+        precision: str,
+        max_steps: int,
+        spot: tuple[int, int] = (0, 0),
     ) -> SNNResult:
         backend = BACKENDS[backend_name]
         certify = precision == "certified"
@@ -403,21 +411,24 @@ class SNN(nn.Module):
                     options: dict = {}
                     if certify:
                         options["certificates"] = certificates
+                    # The closed form checks its spot sample inside the repair's float64
+                    # pass; the clocked simulator afterwards (below).
+                    inline = backend is closed_form and not layer.is_output
+                    spot_checks, min_macs = spot
+                    if certify and spot_checks and inline:
+                        options["spot"] = (spot_checks, self._spot_generator(), min_macs)
                     if stepped:
                         reach = clocked.take_steps(start, t_il, max_steps, layer.name)
                         options["budget"] = clocked.StepBudget(max_steps - reach, max_steps)
                     t_in = ins[0] if len(ins) == 1 else ins
                     fanout = fanouts[0] if len(ins) == 1 else fanouts
                     out, ev = backend.run_synapse(layer, t_in, t_il, limit, fanout, dtype, **options)
-                    if (certify and not layer.is_output and spot_checks
+                    if (certify and not layer.is_output and spot_checks and not inline
                             and not certificates[-1].full_float64):  # fmt: skip
                         # float32 arithmetic was certified here: check the bound held
-                        if len(ins) == 1:
+                        if len(ins) == 1 and certified._macs(layer, ins[0]) >= min_macs:
                             spot_check(layer, ins[0], out, limit, self._spot_generator(), spot_checks)
-                        elif backend is closed_form:
-                            junction_spot_check(
-                                layer, ins, out, limit, self._spot_generator(), spot_checks
-                            )
+                            certificates[-1].spot_checked = min(spot_checks, out[0].numel())
                     start = start + t_il.to(torch.float64)
                     if layer.is_output:
                         events.append(ev)
