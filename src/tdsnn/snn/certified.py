@@ -68,7 +68,7 @@ SPOT_CHECK = 16  # neurons per layer and batch that the run-time spot check reco
 # the batch.  The check's cost is nearly fixed per layer (measured 2026-12-03: 0.15-0.35
 # ms, some twenty small tensor operations and 16 receptive fields beside the repair's
 # float64 pass that it joins), and a layer of 2**27 multiply-accumulates takes about
-# 12 ms certified on one CPU thread here: above that size the check costs under 3 %
+# 6-12 ms certified on one CPU thread here: above that size the check costs under 3 %
 # (benchmarks/spot_check.py measures the runs).  An explicit ``spot_checks=k`` checks
 # every certified layer; the tests do (tests/conftest.py).
 DEFAULT_SPOT_CHECKS = SPOT_CHECK
@@ -126,8 +126,7 @@ def certified_spike_times(
     multiply-accumulates; :class:`CertificationError` if one differs.  Run it
     inside :func:`.conditions.certified_conditions`.
     """
-    macs = 0 if layer.kind == "avgpool" else _macs(layer, t_in)
-    if layer.kind == "avgpool" or macs < SMALL_LAYER_MACS:
+    if layer.kind == "avgpool" or (macs := _macs(layer, t_in)) < SMALL_LAYER_MACS:
         return float64_spike_times(layer, t_in)
     g = values32(t_in, layer.L)
     A, terms = split_affine(layer, g)
@@ -320,7 +319,7 @@ def near_boundaries(
     report.recomputed = int(open_.shape[0])
     exact = exact or (lambda where: _exact_times(layer, t_in, where))
     exact_t = exact(flagged[open_]) if open_.shape[0] else better[:0]
-    spot_flat = spot[0] if spot_t is not None and spot is not None else None
+    spot_flat = spot[0] if spot is not None and spot_t is not None else None
     return Found(t, flagged, better, open_, exact_t, L, report, spot_flat, spot_t)
 
 

@@ -37,8 +37,10 @@ def run_synapse(
     period, ``limit`` a static end of the active period (or None).  With
     ``certificates`` (a list to append to), the layer runs certified float32
     (:mod:`.certified`; a group with shortcuts: float64, :mod:`.junction`): float64
-    spike times; the output layer runs in float64.  ``spot``: (count, generator, least multiply-accumulates) of the
-    run-time spot check of a certified chain layer (:func:`.certified.certified_spike_times`).
+    spike times; the output layer runs in float64.  ``spot``: (count, generator, least
+    multiply-accumulates of a checked layer) of the run-time spot check, done inside the
+    certified pass (:func:`.certified.certified_spike_times`,
+    :func:`.junction.junction_spike_times`).
     """
     certify = certificates is not None
     t_ins = list(t_in) if isinstance(t_in, (list, tuple)) else [t_in]
