@@ -73,6 +73,8 @@ PEER_SPARSE = ROOT / "docs" / "performance" / "peer.json"
 PEER_MARKS = ("<!-- peer-sparse:begin -->", "<!-- peer-sparse:end -->")
 ENGINE_AB = ROOT / "docs" / "performance" / "engine_ab.json"
 ENGINE_AB_MARKS = ("<!-- engine-ab:begin -->", "<!-- engine-ab:end -->")
+ALLOCATOR = ROOT / "docs" / "performance" / "allocator.json"
+ALLOCATOR_MARKS = ("<!-- allocator:begin -->", "<!-- allocator:end -->")
 ROLES = {"lenet5": "LeNet-5 / MNIST", "vgg": "VGG-11-style w0.25 / CIFAR-10"}
 SPEED_RUNS = (
     (THROUGHPUT, "idle"),
@@ -329,6 +331,30 @@ def engine_ab_table() -> str:
     return "\n".join(lines)
 
 
+def allocator_table() -> str:
+    """glibc's default allocator against the tuned one of ``tdsnn.process`` (the same tree
+    in two environments, ``benchmarks/compare_engines.py --after-env``): each cell is
+    default -> tuned."""
+    data = json.loads(ALLOCATOR.read_text())
+    lines = ["| network | batch | DNN ms | certified ms | plain float32 ms | certified / DNN | "
+             "plain float32 / DNN | page faults per DNN call | per certified call |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for r in data["rows"]:
+        b, a = r["before"], r["after"]
+
+        def pair(key: str, form: str, b=b, a=a) -> str:
+            return f"{format(b[key], form)} -> {format(a[key], form)}"
+
+        def faults(mode: str, b=b, a=a) -> str:
+            return f"{b['faults_per_call'][mode]:,.0f} -> {a['faults_per_call'][mode]:,.0f}"
+
+        lines.append(f"| {SHORT_LABELS[r['network']]} | {r['batch']} | {pair('dnn_ms', '.1f')} | "
+                     f"{pair('certified_ms', '.1f')} | {pair('float32_ms', '.1f')} | "
+                     f"{pair('ratio', '.2f')}x | {pair('float32_ratio', '.2f')}x | "
+                     f"{faults('dnn')} | {faults('certified')} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def spot_check_table() -> str:
     """What the run-time spot check costs for each count measured, idle machine
     (``benchmarks/spot_check.py``)."""
@@ -488,7 +514,7 @@ GENERATED = {  # document -> {markers: the function that writes the table betwee
     PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table, CONTENTION_MARKS: contention_table,
                   SPOT_MARKS: spot_check_table, PEER_MARKS: peer_sparse_table,
                   SCALING_MARKS: scaling_tables, PROFILE_MARKS: profile_tables,
-                  ENGINE_AB_MARKS: engine_ab_table},
+                  ENGINE_AB_MARKS: engine_ab_table, ALLOCATOR_MARKS: allocator_table},
 }  # fmt: skip
 
 

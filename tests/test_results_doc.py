@@ -148,6 +148,13 @@ def test_the_resnet_speed_paragraph_quotes_its_benchmark():
         ratios = [r["modes"][mode]["ratio_to_dnn"] for r in rows]
         figure = f"{words} {min(ratios):.2f}-{max(ratios):.2f}x"
         assert figure in doc.replace("\n", " "), figure
+    clocked = [r["clocked_vs_latency_dnn"] for r in rows]
+    flat = doc.replace("\n", " ")
+    assert f"The clocked simulator takes {min(clocked):.2f}-{max(clocked):.2f} of" in flat
+    memory = json.loads((ROOT / "docs" / "performance" / "throughput_resnet20.json").read_text())
+    modes = next(r for r in memory["networks"][0]["rows"] if r["batch"] == 256)["modes"]
+    assert (f"at batch 256: DNN {modes['dnn']['peak_mib']:.0f} MiB, certified closed_form "
+            f"{modes['closed_form']['peak_mib']:.0f} MiB") in flat  # fmt: skip
 
 
 def test_the_resnet_notes_quote_the_compensation_artefact():
@@ -258,7 +265,21 @@ def test_the_certified_speed_notes_quote_the_artefacts():
         assert f"{span(idle[256])} of the DNN's images/s at batch 256 and {span(idle[32])} at batch 32" in text
         assert f"plain float32 at {f32}" in text or f"is at {f32}" in text
     busy = [r["modes"]["closed_form"]["ratio_to_dnn"] for load, r in rows if load == "busy"]
-    assert f"the busy rows of the table above fall to {span(busy)}" in performance.replace("\n", " ")
+    flat = performance.replace("\n", " ")
+    assert f"the busy rows of the table above fall to {span(busy)}" in flat
+    best = max(idle[256] + idle[32])
+    assert f"at {best:.2f}x here." in flat  # "The closest is ..."
+    assert best < 0.8  # "Which configurations meet 0.8x: none."
+    tables = _tables()
+    engine = json.loads(tables.ENGINE_AB.read_text())["rows"]
+    allocator = json.loads(tables.ALLOCATOR.read_text())["rows"]
+    lenet = [r["after"]["ratio"] for r in engine if (r["network"], r["batch"]) == ("lenet5", 256)]
+    lenet += [r[k]["ratio"] for r in allocator if (r["network"], r["batch"]) == ("lenet5", 256)
+              for k in ("before", "after")]  # fmt: skip
+    assert f"{span(lenet)} in the one-process comparisons further down" in flat
+    accuracy = next(n["dnn_accuracy"] for n in json.loads(tables.THROUGHPUT.read_text())["networks"]
+                    if n["role"] == "lenet5")  # fmt: skip
+    assert f"(LeNet-5 at {accuracy:.2f} % against" in flat
     contention = json.loads((ROOT / "docs" / "performance" / "contention.json").read_text())
     by = {(run["policy"], row["network"], row["batch"]): row
           for run in contention["runs"] for row in run["rows"]}  # fmt: skip
@@ -312,6 +333,39 @@ def test_the_engine_comparison_notes_quote_the_artefact():
     assert f"{small[0]:+d} % and {small[1]:+d} % at batch 32" in text
     assert not any(net == "resnet20" for net, _ in change)  # "ResNet-20 was not remeasured"
     assert "ResNet-20 was not remeasured" in text
+
+
+def test_the_allocator_notes_follow_from_the_artefact():
+    tables = _tables()
+    data = json.loads(tables.ALLOCATOR.read_text())
+    env = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+    assert data["trees"]["before"]["env"] == {} and data["trees"]["after"]["env"] == env
+    assert data["trees"]["before"]["path"] == data["trees"]["after"]["path"]  # one tree
+    by = {(r["network"], r["batch"]): r for r in data["rows"]}
+    text = " ".join(tables.PERFORMANCE.read_text().split())
+    b, a = by[("resnet20", 256)]["before"], by[("resnet20", 256)]["after"]
+
+    def pct(key: str) -> str:
+        return f"{100 * (a[key] / b[key] - 1):+.0f} %"
+
+    assert (f"the DNN takes {a['dnn_ms']:.1f} ms instead of {b['dnn_ms']:.1f} ms ({pct('dnn_ms')}), "
+            f"the plain float32 closed form {a['float32_ms']:.1f} ms instead of "
+            f"{b['float32_ms']:.1f} ms ({pct('float32_ms')}) and the certified one "
+            f"{a['certified_ms']:.1f} ms instead of {b['certified_ms']:.1f} ms "
+            f"({pct('certified_ms')})") in text  # fmt: skip
+    assert b["faults_per_call"]["dnn"] > 1000 and a["faults_per_call"]["dnn"] < 100  # "loses"
+    gains = [round(100 * (1 - a[k] / b[k])) for k in ("dnn_ms", "float32_ms", "certified_ms")]
+    design = " ".join((tables.ROOT / "docs" / "design.md").read_text().split())
+    assert f"ResNet-20 at batch 256 gains {min(gains)}-{max(gains)} %, the DNN as well" in design
+    change = [r["after"]["ratio"] / r["before"]["ratio"] for r in data["rows"]]
+    assert (f"the certified ratio changed by {100 * (min(change) - 1):+.0f} % to "
+            f"{100 * (max(change) - 1):+.0f} % over the rows") in text  # fmt: skip
+    assert max(abs(c - 1) for c in change) < 0.1  # "within the noise"
+    for net in ("lenet5", "vgg"):  # "little or not at all"
+        for batch in (32, 256):
+            row = by[(net, batch)]
+            assert max(row[k]["faults_per_call"][m] for k in ("before", "after")
+                       for m in ("dnn", "certified")) < 1000, (net, batch)  # fmt: skip
 
 
 def test_the_vgg_sparse_notes_at_l8_are_the_artefacts():

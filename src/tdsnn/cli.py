@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -596,30 +595,27 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(lines) or type(exc).__name__
 
 
-def _passive_openmp(command: str) -> None:
-    """Re-execute once with ``OMP_WAIT_POLICY=PASSIVE`` before a compute-heavy command.
+def _tuned_process(command: str) -> None:
+    """Re-execute once, before a compute-heavy command, with the process settings of
+    :mod:`.process` (``OMP_WAIT_POLICY=PASSIVE`` and glibc's allocator thresholds).
 
-    libgomp's worker threads spin while they wait.  When another process holds a
-    core (a shared 2-core machine), a spinning thread keeps the core the other
-    thread needs and training slowed down 10-20x in measurements; passive waiting
-    costs about 20 % on an idle machine and avoids that.  The policy is read when
-    torch loads, before this module runs, hence the re-exec.  An explicit
-    ``OMP_WAIT_POLICY`` (e.g. ACTIVE) is respected.
+    Both are read when the process starts, hence the re-exec.  libgomp's spinning
+    workers keep the core another process needs (training slowed down 10-20x on a
+    shared 2-core machine; passive waiting costs about 20 % on an idle one), and glibc's
+    default thresholds make every large tensor fresh, page-faulted memory.  A variable
+    the user already set is kept as it is.
     """
-    if command not in DISTRIBUTED or os.name != "posix" or "OMP_WAIT_POLICY" in os.environ:
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        os.execv(sys.executable, [sys.executable, "-m", "tdsnn.cli", *sys.argv[1:]])
-    except OSError:  # cannot re-execute: carry on with the default policy
-        return
+    if command in DISTRIBUTED:
+        from .process import reexec_tuned
+
+        reexec_tuned(sys.argv[1:])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tdsnn`` and ``python -m tdsnn.cli``; returns the exit code."""
     args = build_parser().parse_args(argv)
     if argv is None:  # a real command line, not a call from Python
-        _passive_openmp(args.command)
+        _tuned_process(args.command)
     import torch
     import torch.distributed as dist
 

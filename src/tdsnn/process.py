@@ -1,0 +1,94 @@
+"""Process settings for compute-heavy work: OpenMP's wait policy and glibc's allocator.
+
+Both are read when the process starts, so the command line re-executes itself once with
+them (:func:`reexec_tuned`); a Python user sets the environment variables before starting
+Python, or calls :func:`tune_allocator` for the allocator.
+
+- ``OMP_WAIT_POLICY=PASSIVE``: libgomp's idle worker threads sleep instead of spinning.
+  On a shared machine a spinning worker keeps the core another process needs (training
+  slowed down 10-20x, the certified SNN 2x, in measurements; ``docs/performance.md``).
+- ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` (glibc): by default glibc
+  serves a block above a few MiB with a fresh ``mmap`` and returns freed memory at the
+  top of the heap to the system, so each activation tensor of a large batch arrives as
+  fresh pages that the kernel faults in and zeroes, one 4 KiB page at a time (ResNet-20
+  at batch 256: about 80,000 page faults per DNN forward).  With both thresholds at
+  :data:`ALLOCATOR_BYTES` such blocks come from the heap and freed memory is kept for
+  the next batch (``benchmarks/allocator.py`` measures the DNN and the SNN both ways).
+  The cost: freed memory up to that much stays with the process until it ends.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+ALLOCATOR_BYTES = 1 << 30  # glibc's mmap and trim thresholds under the tuned allocator
+MARKER = "TDSNN_TUNED_PROCESS"  # set in the re-executed process: re-execute only once
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+
+
+def is_glibc() -> bool:
+    """Whether this Python runs on glibc (the allocator variables mean nothing elsewhere)."""
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
+def tuned_environment(environ: Mapping[str, str], glibc: bool | None = None) -> dict[str, str]:
+    """The variables a tuned process adds to ``environ``: only those not already set (an
+    explicit ``OMP_WAIT_POLICY=ACTIVE`` or threshold of the user's is respected)."""
+    wanted = {"OMP_WAIT_POLICY": "PASSIVE"}
+    if is_glibc() if glibc is None else glibc:
+        wanted["MALLOC_MMAP_THRESHOLD_"] = str(ALLOCATOR_BYTES)
+        wanted["MALLOC_TRIM_THRESHOLD_"] = str(ALLOCATOR_BYTES)
+    return {k: v for k, v in wanted.items() if k not in environ}
+
+
+def reexec_tuned(
+    argv: Sequence[str],
+    environ: dict[str, str] | None = None,
+    execv: Callable[[str, Sequence[str]], object] = os.execv,
+) -> bool:
+    """Re-execute ``python -m tdsnn.cli argv`` once with :func:`tuned_environment` added.
+
+    Returns False (and changes nothing) where nothing is missing, where this process is
+    already the re-executed one, off POSIX, or when the system refuses the exec; it does
+    not return otherwise.
+    """
+    environ = os.environ if environ is None else environ
+    if os.name != "posix" or MARKER in environ:
+        return False
+    extra = tuned_environment(environ)
+    if not extra:
+        return False
+    saved = {k: environ.get(k) for k in (*extra, MARKER)}
+    environ.update(extra)
+    environ[MARKER] = "1"
+    try:
+        execv(sys.executable, [sys.executable, "-m", "tdsnn.cli", *argv])
+    except OSError:  # cannot re-execute: carry on as we are, the environment as it was
+        for key, value in saved.items():
+            if value is None:
+                environ.pop(key, None)
+            else:
+                environ[key] = value
+        return False
+    return True  # only when ``execv`` is a stand-in that returns (the tests)
+
+
+def tune_allocator(threshold: int = ALLOCATOR_BYTES) -> bool:
+    """Set glibc's mmap and trim thresholds of this running process (``mallopt``), as
+    the command line's environment does: large tensors then reuse heap memory instead
+    of fresh pages.  Process-wide and kept until the process ends; returns whether
+    glibc accepted both (False off glibc)."""
+    if not is_glibc():
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    value = min(int(threshold), 2**31 - 1)
+    return bool(mallopt(_M_MMAP_THRESHOLD, value)) and bool(mallopt(_M_TRIM_THRESHOLD, value))
