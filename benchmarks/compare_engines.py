@@ -19,7 +19,9 @@ glibc's allocator thresholds (``tdsnn.process``; ``docs/performance/allocator.js
         MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 --float32 \
         --json docs/performance/allocator.json
 
-Each child also reports its page faults per call (``ru_minflt``) of each mode.
+Each child also reports its page faults per call (``ru_minflt``) of each mode.  The
+children do not inherit glibc's allocator variables (``MALLOC_*``, ``GLIBC_TUNABLES``):
+each tree gets only those of its ``--before-env`` / ``--after-env``.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[dict]] = {name: [] for name in trees}
             for _ in range(args.rounds):
                 for name, tree in trees.items():
-                    env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(args.threads),
+                    env = dict(_inherited(), PYTHONPATH=str(tree), OMP_NUM_THREADS=str(args.threads),
                                **extra[name])  # fmt: skip
                     command = [sys.executable, str(Path(__file__).resolve()), "--child", role,
                                str(batch), str(args.threads), str(args.repeats),
@@ -159,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         c.write_json(args.json, result)
         print(args.json)
     return 0
+
+
+def _inherited() -> dict[str, str]:
+    """This process's environment without glibc's allocator settings: each tree gets only
+    those its ``--*-env`` names, so that a tuned shell does not tune both sides."""
+    return {k: v for k, v in os.environ.items()
+            if not (k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")}  # fmt: skip
 
 
 def _assignments(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:

@@ -39,6 +39,11 @@ STEPS: dict[str, list[str]] = {
                             "--json", str(PERF / "throughput_resnet20.json")],
     "contention": ["contention.py"],  # the OpenMP wait policies under a busy core
     "spot_check": ["spot_check.py"],  # what the run-time spot check costs
+    # glibc's allocator as it comes against the thresholds of tdsnn's command line
+    "allocator": ["compare_engines.py", "--before", str(HERE.parent / "src"),
+                  "--after", str(HERE.parent / "src"), "--after-env",
+                  "MALLOC_MMAP_THRESHOLD_=1073741824", "MALLOC_TRIM_THRESHOLD_=1073741824",
+                  "--float32", "--json", str(PERF / "allocator.json")],
     "scaling": ["scaling.py", "--leaks", "5", "--no-memory", "--json", str(PERF / "scaling.json")],
     "profile": ["profile_engine.py", "--json", str(PERF / "profile.json")],
 }  # fmt: skip

@@ -7,6 +7,7 @@ counter counts one addition per non-zero input reaching one target.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import sys
@@ -155,6 +156,12 @@ def test_run_all_steps_are_scripts_that_accept_their_arguments(bench, capsys):
         if script == "throughput.py":
             parsed = bench["common"].parse_args("", bench["throughput"].add_args, args)
             assert parsed.json is not None and parsed.json.parent == run_all.PERF, name
+    allocator = run_all.STEPS["allocator"]
+    env = allocator[allocator.index("--after-env") + 1 : allocator.index("--float32")]
+    from tdsnn.process import tuned_environment
+
+    wanted = tuned_environment({}, glibc=True)
+    assert dict(item.split("=") for item in env) == {k: wanted[k] for k in wanted if k.startswith("MALLOC")}
 
 
 def test_peer_settings_put_the_penalties_at_their_own_leak(bench):
@@ -194,3 +201,19 @@ def test_peer_steps_are_dense_where_the_match_point_lies(bench):
     grid = bench["peer_spikingjelly"].PEER_T
     assert set(range(1, 17)) <= set(grid) and max(grid) == 256
     assert list(grid) == sorted(set(grid))
+
+
+def test_engine_comparisons_set_the_allocator_only_where_asked(bench, monkeypatch):
+    """A tuned shell must not tune both sides of ``compare_engines.py --after-env``: the
+    children drop glibc's allocator variables and get only their own ``--*-env``."""
+    compare = importlib.import_module("compare_engines")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    kept = compare._inherited()
+    assert "MALLOC_TRIM_THRESHOLD_" not in kept and "GLIBC_TUNABLES" not in kept
+    assert kept["OMP_WAIT_POLICY"] == "PASSIVE"
+    parser = argparse.ArgumentParser()
+    assert compare._assignments(parser, ["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
+    with pytest.raises(SystemExit):
+        compare._assignments(parser, ["novalue"])
