@@ -17,6 +17,7 @@ machine moves them.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -34,6 +35,10 @@ STEPS: dict[str, list[str]] = {
                             "--json", str(PERF / "throughput_2threads.json")],
     "throughput_2threads_busy": ["throughput.py", *ISSUE10, "--threads", "2", "--busy",
                                  "--json", str(PERF / "throughput_2threads_busy.json")],
+    # the same with OMP_WAIT_POLICY=PASSIVE (ENV below), as the command line runs
+    "throughput_2threads_busy_passive": [
+        "throughput.py", *ISSUE10, "--threads", "2", "--busy",
+        "--json", str(PERF / "throughput_2threads_busy_passive.json")],
     # ResNet-20 with the memory probes
     "throughput_resnet20": ["throughput.py", "--networks", "resnet20", "--threads", "1",
                             "--json", str(PERF / "throughput_resnet20.json")],
@@ -47,6 +52,8 @@ STEPS: dict[str, list[str]] = {
     "scaling": ["scaling.py", "--leaks", "5", "--no-memory", "--json", str(PERF / "scaling.json")],
     "profile": ["profile_engine.py", "--json", str(PERF / "profile.json")],
 }  # fmt: skip
+# Environment variables of a step's process (read when torch loads, so set before).
+ENV: dict[str, dict[str, str]] = {"throughput_2threads_busy_passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,14 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(STEPS), default=list(STEPS))
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = parser.parse_args(argv)
-    commands = [[sys.executable, str(HERE / STEPS[name][0]), *STEPS[name][1:]] for name in args.only]
-    commands.append([sys.executable, str(HERE / "results_tables.py")])
-    for command in commands:
-        print("$ " + " ".join(command[1:]), flush=True)
+    commands = [(ENV.get(name, {}), [sys.executable, str(HERE / STEPS[name][0]), *STEPS[name][1:]])
+                for name in args.only]  # fmt: skip
+    commands.append(({}, [sys.executable, str(HERE / "results_tables.py")]))
+    for env, command in commands:
+        print("$ " + "".join(f"{k}={v} " for k, v in env.items()) + " ".join(command[1:]), flush=True)
         if args.dry_run:
             continue
         start = time.perf_counter()
-        subprocess.run(command, check=True, cwd=HERE)
+        subprocess.run(command, check=True, cwd=HERE, env=dict(os.environ, **env))
         print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0
 

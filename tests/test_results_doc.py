@@ -269,6 +269,15 @@ def test_the_certified_speed_notes_quote_the_artefacts():
     assert f"the busy rows of the table above fall to {span(busy)}" in flat
     best = max(idle[256] + idle[32])
     assert f"at {best:.2f}x here." in flat  # "The closest is ..."
+    by_run = {load: [r["modes"]["closed_form"]["ratio_to_dnn"] for l2, r in rows if l2 == load]
+              for load in ("busy", "busy, PASSIVE")}  # fmt: skip
+    two = json.loads((ROOT / "docs" / "performance" / "throughput_2threads.json").read_text())
+    idle2 = [r["modes"]["closed_form"]["ratio_to_dnn"] for n in two["networks"] for r in n["rows"]
+             if n["role"] in ("lenet5", "vgg") and r["batch"] in (32, 256)]  # fmt: skip
+    assert (f"costs the SNN far more than the DNN ({span(by_run['busy'])}); with "
+            f"`OMP_WAIT_POLICY=PASSIVE`, as the command line runs (\"busy, PASSIVE\"), the ratios "
+            f"are {span(by_run['busy, PASSIVE'])}, those of the idle machine with 2 threads "
+            f"({span(idle2)})") in flat  # fmt: skip
     assert best < 0.8  # "Which configurations meet 0.8x: none."
     tables = _tables()
     engine = json.loads(tables.ENGINE_AB.read_text())["rows"]
