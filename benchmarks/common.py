@@ -86,16 +86,13 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-ALLOCATOR = {"tuned": False}  # set by setup(--allocator tuned): tdsnn.process.tune_allocator
-
-
 def machine_info() -> dict:
     """What the figures were measured on (read at call time)."""
-    malloc = {
-        k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "GLIBC_TUNABLES"
-    }
+    from tdsnn.process import is_allocator_variable
+
+    malloc = {k: v for k, v in os.environ.items() if is_allocator_variable(k)}
     info = {
-        "allocator": "tuned" if ALLOCATOR["tuned"] else ("environment" if malloc else "default"),
+        "allocator": "environment" if malloc else "default",  # glibc's, see tdsnn.process
         "allocator_env": malloc,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "cpu": cpu_model(),
@@ -747,9 +744,6 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a few-minute version")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default 1; see common.thread_check)")
-    parser.add_argument("--allocator", choices=("default", "tuned"), default="default",
-                        help="glibc's allocator as it comes, or the thresholds of tdsnn's "
-                             "command line (tdsnn.process.tune_allocator)")
     parser.add_argument("--vgg-width", type=float, default=0.25)
     parser.add_argument("--vgg-depth", type=int, default=11, choices=(11, 13, 16))
     parser.add_argument("--alexnet-width", type=float, default=0.25)
@@ -799,12 +793,6 @@ if __name__ == "__main__":
 def setup(args, specs=None):
     """Threads, network specs (run folders applied), training configs and fine-tune steps."""
     threads = set_threads(args.threads)
-    if getattr(args, "allocator", "default") == "tuned":
-        from tdsnn.process import tune_allocator
-
-        ALLOCATOR["tuned"] = tune_allocator()
-        if not ALLOCATOR["tuned"]:
-            log("--allocator tuned: glibc's mallopt is not available here; the default stays")
     if specs is None:
         specs = default_specs(args.vgg_width, args.vgg_depth, args.alexnet_width)
         apply_run_dirs(specs, args.run_dir)

@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
 def _inherited() -> dict[str, str]:
     """This process's environment without glibc's allocator settings: each tree gets only
     those its ``--*-env`` names, so that a tuned shell does not tune both sides."""
-    return {k: v for k, v in os.environ.items()
-            if not (k.startswith("MALLOC_") or k == "GLIBC_TUNABLES")}  # fmt: skip
+    from tdsnn.process import is_allocator_variable
+
+    return {k: v for k, v in os.environ.items() if not is_allocator_variable(k)}
 
 
 def _assignments(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:

@@ -35,6 +35,12 @@ def is_glibc() -> bool:
     return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
+def is_allocator_variable(name: str) -> bool:
+    """Whether an environment variable sets glibc's allocator (``MALLOC_*``,
+    ``GLIBC_TUNABLES``)."""
+    return name.startswith("MALLOC_") or name == "GLIBC_TUNABLES"
+
+
 def tuned_environment(environ: Mapping[str, str], glibc: bool | None = None) -> dict[str, str]:
     """The variables a tuned process adds to ``environ``: only those not already set (an
     explicit ``OMP_WAIT_POLICY=ACTIVE`` or threshold of the user's is respected)."""
