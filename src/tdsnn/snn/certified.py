@@ -36,24 +36,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..coding import spike_value
-from ..errors import TDSNNError
-from .exact import exact_spike_times
+from .exact import exact_times_at
 from .layers import SpikingSynapse
-from .ranges import Float32RangeError
-from .receptive import (
-    ReceptiveFields,
-    _cached,
-    _field_sums,
-    _padding,
-    _pool_fields,
-    _weights,
-)
+from .level_test import U32, U64, coarse_test, level_test, settled, settled_times, times64, unravel
+from .receptive import _cached, _field_sums, _padding, _weights
+from .spot_check import SPOT_CHECK, CertificationError, compare_spot, spot_check, spot_neurons
 
-U32 = 2.0**-24  # unit roundoff of float32
-U64 = 2.0**-53  # unit roundoff of float64
+# Re-exported: the names that callers of the certified pass use.
+__all__ = [
+    "DEFAULT_SPOT_CHECKS", "SPOT_CHECK", "SPOT_MIN_MACS", "U32", "U64", "Certification",
+    "CertificationError", "Found", "apply", "certified_spike_times", "float64_spike_times",
+    "level_test", "near_boundaries", "spot_check", "split_affine", "unravel", "values32",
+]  # fmt: skip
+
 _LOG2E = 1.0 / math.log(2.0)  # values32: exp(x) = 2^(x log2(e))
-COARSE_CHUNK = 1 << 18  # elements per slice of the boundary test
-GROUP = 32  # neurons per group whose largest distance the boundary test reduces
 FULL_FLOAT64_SHARE = 0.2  # above this share of uncertain neurons, redo the layer in float64
 SPLIT_TERMS = 160  # the longest float32 sum of products a certified layer forms (split_affine)
 # Below this many multiply-accumulates a float64 layer costs less than the certified
@@ -62,9 +58,7 @@ SPLIT_TERMS = 160  # the longest float32 sum of products a certified layer forms
 # layers simply run in float64.
 SMALL_LAYER_MACS = 1 << 23
 
-
-SPOT_CHECK = 16  # neurons per layer and batch that the run-time spot check recomputes
-# On by default on every certified layer of at least SPOT_MIN_MACS multiply-accumulates in
+# The run-time spot check (:mod:`.spot_check`) is on by default on every certified layer of at least SPOT_MIN_MACS multiply-accumulates in
 # the batch.  The check's cost is nearly fixed per layer (measured 2026-12-03: 0.15-0.35
 # ms, some twenty small tensor operations and 16 receptive fields beside the repair's
 # float64 pass that it joins), and a layer of 2**27 multiply-accumulates takes about
@@ -73,10 +67,6 @@ SPOT_CHECK = 16  # neurons per layer and batch that the run-time spot check reco
 # every certified layer; the tests do (tests/conftest.py).
 DEFAULT_SPOT_CHECKS = SPOT_CHECK
 SPOT_MIN_MACS = 1 << 27
-
-
-class CertificationError(TDSNNError, ArithmeticError):
-    """A certified spike time differs from the reference (the spot check found it)."""
 
 
 @dataclass
@@ -138,7 +128,7 @@ def certified_spike_times(
         size = _l1_bound(layer, A.device) * math.exp(min(t_max / layer.L, 700.0)) * (1.0 + 1e-6)
         if math.isfinite(size):  # else the values overflow: the range check's case
             generator = generator or torch.Generator().manual_seed(0)
-            spot = (*_spot_neurons(A.shape, spot_checks, generator, A.device), size)
+            spot = (*spot_neurons(A.shape, spot_checks, generator, A.device), size)
     gamma = _error_factor(layer, g_error, terms)
     found = near_boundaries(layer, A, g, t_in, gamma, g_error, spot=spot)
     if found is None:
@@ -151,27 +141,6 @@ def certified_spike_times(
             compare_spot(layer, t, spot[1], found.spot_t, None, silence=False)
         found.report.spot_checked = int(found.spot.shape[0])
     return t, found.report
-
-
-def _spot_neurons(
-    shape: torch.Size, count: int, generator: torch.Generator, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Flat indices and index rows of ``count`` random neurons (with repetition) of one
-    random sample (a handful of integers: built in Python, two tensors)."""
-    drawn = torch.randint(2**62, (count + 1,), generator=generator).tolist()
-    sample, sizes = drawn[0] % shape[0], list(shape[1:])
-    per_sample = math.prod(sizes)
-    flat, rows = [], []
-    for value in drawn[1:]:
-        local = value % per_sample
-        flat.append(sample * per_sample + local)
-        index = []
-        for size in reversed(sizes):
-            local, rest = divmod(local, size)
-            index.append(rest)
-        rows.append([sample, *reversed(index)])
-    return (torch.tensor(flat, dtype=torch.long, device=device),
-            torch.tensor(rows, dtype=torch.long, device=device))  # fmt: skip
 
 
 def _l1_bound(layer: SpikingSynapse, device: torch.device) -> float:
@@ -196,7 +165,7 @@ def apply(found: Found) -> Tensor:
     """``T`` of every neuron: the flagged ones from their better ``A``, or the exact test."""
     t, where = found.t, found.where
     if where.shape[0]:
-        times = _times64(found.better, found.L)
+        times = times64(found.better, found.L)
         if found.exact_at.shape[0]:
             times[found.exact_at] = found.exact_t
         t[tuple(where.t())] = times.to(t.dtype)
@@ -275,7 +244,7 @@ def near_boundaries(
         # subtractions, in A's dtype), all relative to 1 + |A| <= 1 + size.
         slack = g_error + 8.0 * u + margin
         delta = size.mul_(gamma + 2.0 * slack).add_(2.0 * slack)
-        t, flat = _coarse_test(A, delta, L)
+        t, flat = coarse_test(A, delta, L)
     report = Certification(int(t.numel()), int(flat.shape[0]), 0, 0, not low_precision)
     empty = torch.empty(0, dtype=torch.long, device=A.device)
     if low_precision and flat.shape[0] > FULL_FLOAT64_SHARE * t.numel():
@@ -292,7 +261,7 @@ def near_boundaries(
         size = torch.full((flat.shape[0],), scalar, dtype=torch.float64, device=A.device)
     else:
         size = _neuron_bound(layer, w_norm, b_abs, patch, flagged)
-    open_ = (~_settled(better, size * gamma, L, margin)).nonzero().squeeze(1)
+    open_ = (~settled(better, size * gamma, L, margin)).nonzero().squeeze(1)
     report.gathered = int(open_.shape[0])
     spot_t = None
     if (open_.shape[0] or checking) and low_precision and layer.kind != "avgpool":
@@ -307,17 +276,17 @@ def near_boundaries(
             sizes = torch.cat([sizes, sizes.new_full(spot[0].shape, spot[2])])
         a = _field_sums(layer, t_in, rows)
         bound = sizes * (1.0 + 2.0 * g_error + 1e-5) * (2.02 * n * U64)
-        sure, times = _settled_times(a, bound, L, margin)
+        sure, times = settled_times(a, bound, L, margin)
         better[open_] = a[:repaired]
         if checking and bool(torch.isfinite(a[repaired:]).all()):
             # (an overflowing sum is the range check's case: the batch reruns in float64)
             spot_t = times[repaired:]
             if not bool(sure[repaired:].all()):
                 undecided = (~sure[repaired:]).nonzero().squeeze(1)
-                spot_t[undecided] = _exact_times(layer, t_in, rows[repaired:][undecided])
+                spot_t[undecided] = exact_times_at(layer, t_in, rows[repaired:][undecided])
         open_ = open_[~sure[:repaired]]
     report.recomputed = int(open_.shape[0])
-    exact = exact or (lambda where: _exact_times(layer, t_in, where))
+    exact = exact or (lambda where: exact_times_at(layer, t_in, where))
     exact_t = exact(flagged[open_]) if open_.shape[0] else better[:0]
     spot_flat = spot[0] if spot is not None and spot_t is not None else None
     return Found(t, flagged, better, open_, exact_t, L, report, spot_flat, spot_t)
@@ -331,234 +300,6 @@ def _neuron_bound(
     channel = where[:, 1]
     size = w_norm[channel].double() * _patch_at(layer, patch, where)
     return (size.double() + b_abs[channel].double()) * (1.0 + 1e-6)  # >= |W_c| G + |b_c|
-
-
-def _exact_times(layer: SpikingSynapse, t_in: Tensor, where: Tensor) -> Tensor:
-    """The reference ``T`` of the neurons at ``where`` (:mod:`.exact`), float64 values."""
-    L = layer.L
-    if layer.kind == "avgpool":
-        values, divisor = _pool_fields(layer, t_in, where)
-        bias = torch.zeros(where.shape[0], dtype=torch.float64, device=values.device)
-        return exact_spike_times(torch.ones_like(values), values, bias, L, divisor)
-    rows = _weights(layer, t_in.device)["rows64"]
-    fields = ReceptiveFields(layer, t_in, fill=-math.inf)  # padding: G = exp(-inf) = 0
-    values = spike_value(fields.at(where), L, torch.float64)
-    chosen = rows.index_select(0, where[:, 1])
-    return exact_spike_times(chosen[:, :-1], values, chosen[:, -1], L)
-
-
-def spot_check(
-    layer: SpikingSynapse,
-    t_in: Tensor,
-    t_out: Tensor,
-    limit: int | None,
-    generator: torch.Generator,
-    count: int = SPOT_CHECK,
-) -> None:
-    """Recompute ``count`` random neurons of a certified layer with the reference and raise
-    :class:`CertificationError` if a spike time differs (a run-time check of the bound).
-
-    The sample is summed in float64 from its receptive fields; a neuron that float64
-    cannot decide gets the exact test.
-    """
-    if t_out.numel() == 0 or count <= 0:
-        return
-    # One random sample per call: its receptive fields cost 1/batch of the layer's input.
-    sample = int(torch.randint(t_out.shape[0], (1,), generator=generator))
-    t_in, t_out = t_in[sample : sample + 1], t_out[sample : sample + 1]
-    total = t_out.numel()
-    flat = torch.randint(total, (min(count, total),), generator=generator).to(t_out.device)
-    where = unravel(flat, t_out.shape)
-    if layer.kind == "avgpool":
-        reference = _exact_times(layer, t_in, where)
-    else:
-        where = where[torch.argsort(where[:, 1], stable=True)]
-        fields = ReceptiveFields(layer, t_in, fill=-math.inf)
-        values = spike_value(fields.at(where), layer.L, torch.float64)
-        rows = _weights(layer, t_in.device)["rows64"].index_select(0, where[:, 1])
-        a = (values * rows[:, :-1]).sum(dim=1) + rows[:, -1]
-        reference = _times64(a, layer.L)
-        n = layer.fan_in() + 2
-        size = (values * rows[:, :-1].abs()).sum(dim=1) + rows[:, -1].abs()
-        open_ = (~_settled(a, size * (2.02 * n * U64), layer.L)).nonzero().squeeze(1)
-        if open_.shape[0]:
-            reference[open_] = _exact_times(layer, t_in, where[open_])
-    compare_spot(layer, t_out, where, reference, limit, sample)
-
-
-def compare_spot(
-    layer: SpikingSynapse,
-    t_out: Tensor,
-    where: Tensor,
-    reference: Tensor,
-    limit: int | None,
-    sample: int | None = None,
-    silence: bool = True,
-) -> None:
-    """Raise :class:`CertificationError` where the certified ``t_out`` at ``where`` differs
-    from the reference's ``T`` (after the static ``limit`` and, with ``silence``, sparse
-    silence: ``t_out`` as a layer emits it); ``sample``: the batch index to name when
-    ``t_out`` holds that one sample."""
-    if limit is not None:
-        reference.clamp_(max=limit)
-    if silence and layer.coding == "sparse":  # T = 0 (A <= 0): the neuron is silent
-        reference.masked_fill_(reference == 0, -math.inf)
-    got = t_out[tuple(where.t())].double()
-    wrong = (got != reference).nonzero().squeeze(1)
-    if wrong.shape[0] and not bool(torch.isfinite(got[wrong]).all()):
-        # float32 overflowed (an infinite or NaN time): the range check's case, which
-        # reruns the batch in float64, not a bound that failed
-        raise Float32RangeError(f"a spike time of layer '{layer.name}' ({float(got[wrong].max()):g})")
-    if wrong.shape[0]:
-        k = int(wrong[0])
-        neuron = where[k].tolist()
-        if sample is not None:
-            neuron[0] = sample
-        raise CertificationError(
-            f"layer '{layer.name}': the certified spike time of neuron "
-            f"{tuple(neuron)} is {float(got[k]):g}, the reference gives "
-            f"{float(reference[k]):g}; the float32 bound did not hold here (please report "
-            "this, with the device and torch version); precision='float64' avoids it"
-        )
-
-
-def level_test(
-    A: Tensor,
-    size: Tensor,
-    gamma: float,
-    L: float,
-    channel_scale: Tensor | None = None,
-    offset: float = 0.0,
-) -> tuple[Tensor, Tensor]:
-    """``T(A)`` of a float32 ``A``, and the flat indices (ascending) of the neurons whose
-    ``T`` an error of ``gamma * (size * channel_scale + offset)`` in ``A`` could change
-    (``size`` per position, broadcast over channels; ``channel_scale`` per output
-    channel, default 1: for a synapse layer ``||G_patch|| ||W_c|| + max |b|``).
-
-    The test runs in level space, ``Y(a) = L ln(1 + max(a, f))`` with ``f = exp(-1/(2L)) -
-    1``: ``T = ceil(Y)`` for every ``a`` (``Y`` lies in ``[-1/2, 0]`` for ``a <= 0``).
-    With ``c = max(A, f)``, an error ``e`` of ``A`` moves ``Y`` by at most
-    ``L e / (1 + c - e)`` (the slope of ``Y`` is ``L / (1 + a)`` above ``f``, 0 below).
-    The test uses ``eps = kappa L e / (1 + c)`` with ``kappa = 1 / (1 - 1/(2L))``: a
-    neuron it accepts has ``eps < 1/2``, so ``rho = e / (1 + c) < 1/(2L)`` and
-    ``L e / (1 + c - e) = L e / ((1 + c)(1 - rho)) <= eps`` (for ``L <= 1/2``, the global
-    slope ``L / (1 + f)`` instead).  A neuron is safe when the computed ``Y`` is farther
-    than ``eps + eta`` from the nearest integer, ``eta`` bounding float32's own error in
-    ``Y`` (``log1p`` within 4 ulp, the product with ``L``, the distance).  One
-    transcendental pass and no full-size comparison: the distances are reduced per group
-    of 32 neurons (or per plane), and only the groups that come near a boundary are
-    searched.  Runs in slices of a few samples (cache-resident).
-    """
-    f32 = torch.finfo(torch.float32)
-    floor = float(torch.tensor(math.expm1(-0.5 / L), dtype=torch.float32))
-    relative = L > 0.5  # eps relative to 1 + c, per neuron
-    kappa = 1.0 / (1.0 - 0.5 / L) if relative else 1.0 / (1.0 + floor)
-    factor = gamma * L * kappa * (1.0 + 1e-5)  # error of A -> error of Y (times 1 + c)
-    shape = (1, -1) + (1,) * (A.dim() - 2)
-    scale = None if channel_scale is None else (channel_scale.to(A.dtype) * factor).reshape(shape)
-    eps = size * factor if scale is None else size
-    t = torch.empty_like(A)
-    y = torch.empty_like(A)
-    # The distances are reduced per group of GROUP consecutive neurons where a sample's
-    # count allows (a group near a boundary is small to search, and torch reduces rows of
-    # 32 fast, other short rows several times slower), else per plane (a channel's map,
-    # or a sample of a linear layer).
-    per_sample = max(A[0].numel(), 1)
-    plane = A[0, 0].numel() if A.dim() > 2 else per_sample
-    width = GROUP if per_sample % GROUP == 0 else max(plane, 1)
-    step = max(1, COARSE_CHUNK // per_sample)
-    inverse = torch.empty_like(A[:step]) if relative else None
-    tops = []
-    for start in range(0, A.shape[0], step):
-        rows = slice(start, start + step)
-        a, part, r = A[rows], t[rows], y[rows]
-        torch.clamp(a, min=floor, out=r)
-        here = eps if eps.shape[0] == 1 else eps[rows]
-        if relative:  # e / (1 + c), per neuron
-            assert inverse is not None
-            here = torch.add(r, 1.0, out=inverse[: r.shape[0]]).reciprocal_().mul_(here)
-        r.log1p_().mul_(L)
-        torch.ceil(r, out=part)
-        # |Y - T + 1/2| + eps >= 1/2 - eta: within eps + eta of a level boundary.
-        r.sub_(part).add_(0.5).abs_()
-        r.add_(here) if scale is None else r.addcmul_(here, scale)
-        tops.append(r.reshape(-1, width).amax(dim=1))
-    if A.numel() == 0:
-        return t, torch.empty(0, dtype=torch.long, device=A.device)
-    top = float(t.max())
-    eta = 10.0 * f32.eps / 2.0 * (abs(top) + 1.0) + 2.0**-22  # u = eps / 2
-    threshold = 0.5 - eta - offset * factor / (1.0 + floor)
-    # NaN distances (an overflowing A) are caught by the range check of the times.
-    near_rows = (torch.cat(tops) >= threshold).nonzero().squeeze(1)
-    distances = y.reshape(-1, width)
-    if near_rows.shape[0] * 4 > distances.shape[0]:  # most rows: search them all
-        return t, (distances.reshape(-1) >= threshold).nonzero().squeeze(1)
-    hits = (distances.index_select(0, near_rows) >= threshold).nonzero()
-    flat = near_rows[hits[:, 0]] * distances.shape[1] + hits[:, 1]
-    return t, flat
-
-
-def _coarse_test(A: Tensor, delta: Tensor, L: float) -> tuple[Tensor, Tensor]:
-    """``T(A)`` for every neuron, and the flat indices of those within ``delta`` (per sample
-    and position, broadcast over channels) of a level boundary.
-
-    T(A) = t for every A in (exp((t-1)/L) - 1, exp(t/L) - 1]: a neuron is safe when
-    A +- delta stays inside (for t = 0: when A + delta <= 0).  Runs in slices of a few
-    samples, so that the temporaries stay small (cache-resident, no fresh pages).
-    """
-    floor = math.expm1(-0.5 / L)  # below it T = 0 surely: clamping keeps log1p finite
-    shrink = -math.exp(-1.0 / L)
-    high, low = delta + 1.0, delta - 1.0
-    t = torch.empty_like(A)
-    per_sample = A[0].numel()
-    step = max(1, COARSE_CHUNK // per_sample)
-    found = []
-    for start in range(0, A.shape[0], step):
-        a, part = A[start : start + step], t[start : start + step]
-        clamped = a.clamp(min=floor)
-        torch.log1p(clamped, out=part).mul_(L).ceil_()
-        upper = torch.mul(part, 1.0 / L).exp_()  # 1 + the level's upper boundary
-        gap = torch.sub(upper, a)  # 1 + the distance to the upper boundary
-        rows = slice(None) if high.shape[0] == 1 else slice(start, start + step)
-        near = gap < high[rows]
-        # The distance to the lower boundary, minus 1 (t = 0 has none: clamped, it stays > 0).
-        torch.add(clamped, upper, alpha=shrink, out=gap)
-        near.logical_or_(gap < low[rows])
-        hits = near.reshape(-1).nonzero().squeeze(1)  # logical order (channels-last too)
-        if hits.numel():
-            found.append(hits + start * per_sample)
-    flat = torch.cat(found) if found else torch.empty(0, dtype=torch.long, device=A.device)
-    return t, flat
-
-
-def unravel(flat: Tensor, shape: torch.Size | tuple[int, ...]) -> Tensor:
-    """Row-major indices of the flat positions ``flat`` (``m x len(shape)``); a few integer
-    operations, where ``torch.unravel_index`` costs more for the small sets used here."""
-    columns = []
-    for size in reversed(tuple(shape)[1:]):
-        columns.append(flat % size)
-        flat = flat // size
-    columns.append(flat)
-    return torch.stack(columns[::-1], dim=1)
-
-
-def _settled(a: Tensor, bound: Tensor, L: float, margin: float = 0.0) -> Tensor:
-    """Where ``T`` is the same at both ends of ``a +- bound`` (float64, widened by its own
-    rounding and ``margin``, both relative to ``1 + |a|``): there ``T(a)`` is certain."""
-    return _settled_times(a, bound, L, margin)[0]
-
-
-def _settled_times(
-    a: Tensor, bound: Tensor, L: float, margin: float = 0.0
-) -> tuple[Tensor, Tensor]:
-    """:func:`_settled`, and ``T`` at the lower end (``T(a)`` where settled)."""
-    bound = bound + (1e-12 + margin) * (1.0 + a.abs())
-    low = _times64(a - bound, L)
-    return low == _times64(a + bound, L), low
-
-
-def _times64(A: Tensor, L: float) -> Tensor:
-    return torch.ceil(L * torch.log1p(A.clamp(min=0)))
 
 
 def _macs(layer: SpikingSynapse, t_in: Tensor) -> int:

@@ -22,9 +22,10 @@ from torch import Tensor
 from ..coding import bias_spike_time, spike_value, tick_weight
 from ..errors import SpikeInputError
 from ..ops import SNNLayerEvents
-from .certified import U32, U64, Certification, Found, near_boundaries
+from .certified import Certification, Found, near_boundaries
 from .junction import group_fan_in, junction_found
 from .layers import SpikingLeakyMaxPool, SpikingMaxPool, SpikingSynapse
+from .level_test import U32, U64
 from .ranges import Float32RangeError
 
 # Default bound on the time steps of one presentation (its latency, the sum of all

@@ -17,6 +17,9 @@ Here that is done for a handful of neurons at a time:
   at 50 digits; when that is too close to call (``A`` within ~1e-40 of a
   boundary), ``A`` is summed as an exact :class:`fractions.Fraction` and the
   test repeated with more digits.  ``A = 0`` exactly gives ``T = 0``.
+
+:func:`exact_times_at` applies it to chosen neurons of a layer, from their receptive
+fields.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from fractions import Fraction
 
 import torch
 from torch import Tensor
+
+from ..coding import spike_value
+from .layers import SpikingSynapse
+from .receptive import ReceptiveFields, _pool_fields, _weights
 
 _SPLIT = 134217729.0  # 2**27 + 1: Veltkamp's constant for float64
 _DIGITS = 50
@@ -112,3 +119,18 @@ def decided(a: decimal.Decimal, L: float, digits: int, slack: float) -> int | No
     if x - (t - 1) > err and t - x > err:
         return int(t)
     return None
+
+
+def exact_times_at(layer: SpikingSynapse, t_in: Tensor, where: Tensor) -> Tensor:
+    """The reference ``T`` of the neurons at ``where`` (index rows) of ``layer`` on the input
+    times ``t_in``, as float64 values."""
+    L = layer.L
+    if layer.kind == "avgpool":
+        values, divisor = _pool_fields(layer, t_in, where)
+        bias = torch.zeros(where.shape[0], dtype=torch.float64, device=values.device)
+        return exact_spike_times(torch.ones_like(values), values, bias, L, divisor)
+    rows = _weights(layer, t_in.device)["rows64"]
+    fields = ReceptiveFields(layer, t_in, fill=-math.inf)  # padding: G = exp(-inf) = 0
+    values = spike_value(fields.at(where), L, torch.float64)
+    chosen = rows.index_select(0, where[:, 1])
+    return exact_spike_times(chosen[:, :-1], values, chosen[:, -1], L)

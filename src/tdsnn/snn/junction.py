@@ -21,26 +21,20 @@ from ..coding import spike_value
 from .certified import (
     FULL_FLOAT64_SHARE,
     SMALL_LAYER_MACS,
-    U32,
-    U64,
     Certification,
     _macs,
     _patch_at,
     _patch_norm,
-    _settled,
-    _spot_neurons,
-    _times64,
     apply,
-    compare_spot,
-    level_test,
     near_boundaries,
     split_affine,
-    unravel,
     values32,
 )
 from .exact import exact_spike_times
 from .layers import SpikingSynapse
+from .level_test import U32, U64, level_test, settled, times64, unravel
 from .receptive import REPAIR_CHUNK, ReceptiveFields, _cached, _weights, values64
+from .spot_check import compare_spot, spot_neurons
 
 
 def group_affine(layer: SpikingSynapse, t_ins: list[Tensor], dtype: torch.dtype) -> Tensor:
@@ -138,15 +132,15 @@ def junction_spike_times(
     # (an overflowing float32 A, an infinite or NaN time, is the range check's case)
     if spot_checks > 0 and macs >= min_macs and t.numel() and float(t.max()) < math.inf:
         generator = generator or torch.Generator().manual_seed(0)
-        spot = _spot_neurons(t.shape, spot_checks, generator, t.device)[1]
+        spot = spot_neurons(t.shape, spot_checks, generator, t.device)[1]
     if flat.shape[0] == 0 and spot is None:
         return t, report
     flagged = unravel(flat, t.shape)
     # Per flagged neuron its own bound (each channel's weight norms): where T is the same
     # at both ends of A +- bound, T of the float32 A is certain.
     better = A.reshape(-1)[flat].double()
-    open_ = ~_settled(better, _neuron_sizes(layer, parts, flagged) * gamma, L)
-    t[tuple(flagged.t())] = _times64(better, L).to(t.dtype)
+    open_ = ~settled(better, _neuron_sizes(layer, parts, flagged) * gamma, L)
+    t[tuple(flagged.t())] = times64(better, L).to(t.dtype)
     where = flagged[open_]
     report.gathered = int(where.shape[0])
     if spot is not None:
@@ -161,8 +155,8 @@ def junction_spike_times(
         weights, values, bias = fields.at(slice(start, start + per_chunk), where)
         a = (weights * values).sum(dim=1) + bias
         bound = ((weights.abs() * values).sum(dim=1) + bias.abs()) * (2.02 * n * U64)
-        open_ = (~_settled(a, bound, L)).nonzero().squeeze(1)
-        part = _times64(a, L)
+        open_ = (~settled(a, bound, L)).nonzero().squeeze(1)
+        part = times64(a, L)
         if open_.shape[0]:
             report.recomputed += int(open_.shape[0])
             part[open_] = exact_spike_times(weights[open_], values[open_], bias[open_], L)
