@@ -73,6 +73,8 @@ PEER_SPARSE = ROOT / "docs" / "performance" / "peer.json"
 PEER_MARKS = ("<!-- peer-sparse:begin -->", "<!-- peer-sparse:end -->")
 ENGINE_AB = ROOT / "docs" / "performance" / "engine_ab.json"
 ENGINE_AB_MARKS = ("<!-- engine-ab:begin -->", "<!-- engine-ab:end -->")
+ENGINE_AB_SLICES = ROOT / "docs" / "performance" / "engine_ab_slices.json"
+ENGINE_AB_SLICES_MARKS = ("<!-- engine-ab-slices:begin -->", "<!-- engine-ab-slices:end -->")
 ALLOCATOR = ROOT / "docs" / "performance" / "allocator.json"
 ALLOCATOR_MARKS = ("<!-- allocator:begin -->", "<!-- allocator:end -->")
 ROLES = {"lenet5": "LeNet-5 / MNIST", "vgg": "VGG-11-style w0.25 / CIFAR-10"}
@@ -318,9 +320,9 @@ def engine_change(row: dict) -> int:
     return round(100 * (row["gain"] - 1))
 
 
-def engine_ab_table() -> str:
+def engine_ab_table(path: Path = ENGINE_AB) -> str:
     """The certified closed form of two commits in one run (``benchmarks/compare_engines.py``)."""
-    data = json.loads(ENGINE_AB.read_text())
+    data = json.loads(path.read_text())
     before, after = (str(data["trees"][k]["commit"])[:7] for k in ("before", "after"))
     lines = [f"| network | batch | certified / DNN, {before} | certified / DNN, {after} | "
              f"change | certified ms, {before} | certified ms, {after} |",
@@ -517,7 +519,8 @@ GENERATED = {  # document -> {markers: the function that writes the table betwee
     PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table, CONTENTION_MARKS: contention_table,
                   SPOT_MARKS: spot_check_table, PEER_MARKS: peer_sparse_table,
                   SCALING_MARKS: scaling_tables, PROFILE_MARKS: profile_tables,
-                  ENGINE_AB_MARKS: engine_ab_table, ALLOCATOR_MARKS: allocator_table},
+                  ENGINE_AB_MARKS: engine_ab_table, ALLOCATOR_MARKS: allocator_table,
+                  ENGINE_AB_SLICES_MARKS: lambda: engine_ab_table(ENGINE_AB_SLICES)},
 }  # fmt: skip
 
 

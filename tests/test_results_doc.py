@@ -344,6 +344,22 @@ def test_the_engine_comparison_notes_quote_the_artefact():
     assert "ResNet-20 was not remeasured" in text
 
 
+def test_the_level_slice_comparison_quotes_its_artefact():
+    """The comparison of the slice-by-slice level test: the prose quotes every change of
+    ``engine_ab_slices.json`` and calls it no gain only while every change is within the
+    noise it names (a few per cent either way)."""
+    tables = _tables()
+    data = json.loads(tables.ENGINE_AB_SLICES.read_text())
+    change = {(r["network"], r["batch"]): tables.engine_change(r) for r in data["rows"]}
+    text = " ".join(tables.PERFORMANCE.read_text().split())
+    small = [change[("lenet5", 32)], change[("vgg", 32)]]
+    big = [change[("lenet5", 256)], change[("vgg", 256)]]
+    assert (f"In this run: {small[0]:+d} % and {small[1]:+d} % at batch 32, {big[0]:+d} % and "
+            f"{big[1]:+d} % at batch 256") in text
+    assert "**No measurable gain.**" in text and all(abs(v) <= 6 for v in change.values())
+    assert data["trees"]["before"]["commit"].startswith("ec0fc47")
+
+
 def test_the_allocator_notes_follow_from_the_artefact():
     tables = _tables()
     data = json.loads(tables.ALLOCATOR.read_text())
