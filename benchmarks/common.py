@@ -80,10 +80,9 @@ def cpu_model() -> str:
 
 
 def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    from tdsnn.process import usable_cores as cores
+
+    return cores()
 
 
 def machine_info() -> dict:

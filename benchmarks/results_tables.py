@@ -63,6 +63,11 @@ PERFORMANCE = ROOT / "docs" / "performance.md"
 CERTIFIED_MARKS = ("<!-- certified-speed:begin -->", "<!-- certified-speed:end -->")
 CONTENTION = ROOT / "docs" / "performance" / "contention.json"
 CONTENTION_MARKS = ("<!-- contention:begin -->", "<!-- contention:end -->")
+# The wait policies on an idle and on a busy machine (benchmarks/contention.py --idle,
+# --policies): each artefact a list of runs, one per policy.
+WAIT_POLICY_RUNS = [ROOT / "docs" / "performance" / name for name in (
+    "contention_idle.json", "contention_idle_spin.json", "contention_busy_spin.json")]  # fmt: skip
+WAIT_POLICY_MARKS = ("<!-- wait-policy:begin -->", "<!-- wait-policy:end -->")
 SPOT_CHECK = ROOT / "docs" / "performance" / "spot_check.json"
 SPOT_MARKS = ("<!-- spot-check:begin -->", "<!-- spot-check:end -->")
 SCALING = ROOT / "docs" / "performance" / "scaling.json"
@@ -315,6 +320,25 @@ def contention_table() -> str:
     return "\n".join(lines)
 
 
+def wait_policy_table() -> str:
+    """Certified / DNN with 2 threads under each OpenMP wait policy, the other core idle or
+    busy (``benchmarks/contention.py``; 2-3 rounds of one process per policy, medians)."""
+    cells = [("lenet5", 32), ("lenet5", 256), ("vgg", 32), ("vgg", 256)]
+    lines = ["| other core | wait policy | rounds | " + " | ".join(
+                 f"{SHORT_LABELS[n]}, batch {b}" for n, b in cells) + " | certified ms, "
+             f"{SHORT_LABELS['vgg']} batch 256 |",
+             "| --- | --- | --- |" + " --- |" * (len(cells) + 1)]  # fmt: skip
+    for path in WAIT_POLICY_RUNS:
+        data = json.loads(path.read_text())
+        other = "idle" if data["other_core"] == "idle" else "busy"
+        for run in data["runs"]:
+            by = {(r["network"], r["batch"]): r for r in run["rows"]}
+            ratios = [f"{by[c]['dnn_ms'] / by[c]['certified_ms']:.2f}x" for c in cells]
+            lines.append(f"| {other} | {run['policy']} | {run['rounds']} | " + " | ".join(ratios)
+                         + f" | {by[('vgg', 256)]['certified_ms']:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def engine_change(row: dict) -> int:
     """The certified closed form's change of speed in one row of ``engine_ab.json``, %."""
     return round(100 * (row["gain"] - 1))
@@ -520,7 +544,8 @@ GENERATED = {  # document -> {markers: the function that writes the table betwee
                   SPOT_MARKS: spot_check_table, PEER_MARKS: peer_sparse_table,
                   SCALING_MARKS: scaling_tables, PROFILE_MARKS: profile_tables,
                   ENGINE_AB_MARKS: engine_ab_table, ALLOCATOR_MARKS: allocator_table,
-                  ENGINE_AB_SLICES_MARKS: lambda: engine_ab_table(ENGINE_AB_SLICES)},
+                  ENGINE_AB_SLICES_MARKS: lambda: engine_ab_table(ENGINE_AB_SLICES),
+                  WAIT_POLICY_MARKS: wait_policy_table},
 }  # fmt: skip
 
 

@@ -13,12 +13,30 @@ from tdsnn import cli, process
 
 
 def test_the_tuned_environment_adds_only_what_is_missing():
-    full = process.tuned_environment({}, glibc=True)
+    full = process.tuned_environment({}, glibc=True, shared=True)
     assert full == {"OMP_WAIT_POLICY": "PASSIVE", "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
                     "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}  # fmt: skip
     mine = {"OMP_WAIT_POLICY": "ACTIVE", "MALLOC_TRIM_THRESHOLD_": "0"}
-    assert process.tuned_environment(mine, glibc=True) == {"MALLOC_MMAP_THRESHOLD_": str(1 << 30)}
-    assert process.tuned_environment({}, glibc=False) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert process.tuned_environment(mine, glibc=True, shared=True) == {
+        "MALLOC_MMAP_THRESHOLD_": str(1 << 30)}
+    assert process.tuned_environment({}, glibc=False, shared=True) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    # an idle machine keeps libgomp's own policy, and so does a spin count of the user's
+    assert process.tuned_environment({}, glibc=False, shared=False) == {}
+    assert process.tuned_environment({"GOMP_SPINCOUNT": "0"}, glibc=False, shared=True) == {}
+
+
+@pytest.mark.parametrize("load,threads,cores,shared", [
+    (0.0, None, 2, False), (0.4, None, 2, False), (0.6, None, 2, True),  # all cores wanted
+    (1.0, 1, 2, False), (1.6, 1, 2, True),  # one core wanted, one spare
+    (10.0, 8, 64, False), (56.6, 8, 64, True), (3.0, 99, 2, True),  # more threads than cores
+])  # fmt: skip
+def test_the_machine_is_shared_when_other_load_takes_the_cores_we_need(load, threads, cores, shared):
+    assert process.machine_is_shared(threads, load, cores) is shared
+
+
+def test_the_machine_check_reads_this_machine():
+    assert process.usable_cores() >= 1
+    assert isinstance(process.machine_is_shared(), bool)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX re-exec")
@@ -26,6 +44,7 @@ def test_reexec_runs_the_cli_once_with_the_settings(monkeypatch):
     monkeypatch.setattr(process, "is_glibc", lambda: True)
     calls = []
     env: dict[str, str] = {"HOME": "/x"}
+    monkeypatch.setattr(process, "machine_is_shared", lambda threads=None: True)
     assert process.reexec_tuned(["evaluate", "--from", "r"], env, lambda *a: calls.append(a))
     assert calls == [
         (sys.executable, [sys.executable, "-m", "tdsnn.cli", "evaluate", "--from", "r"])
@@ -37,7 +56,7 @@ def test_reexec_runs_the_cli_once_with_the_settings(monkeypatch):
     assert not process.reexec_tuned(["evaluate"], env, lambda *a: calls.append(a))
     assert len(calls) == 1
     # nothing missing: no re-exec
-    done = dict(process.tuned_environment({}), HOME="/x")
+    done = dict(process.tuned_environment({}, shared=True), HOME="/x")
     assert not process.reexec_tuned(["run"], done, lambda *a: calls.append(a))
     assert len(calls) == 1
 
@@ -55,13 +74,14 @@ def test_a_refused_exec_leaves_the_environment_as_it_was(monkeypatch):
 
 def test_the_cli_tunes_only_compute_heavy_commands(monkeypatch):
     seen = []
-    monkeypatch.setattr(process, "reexec_tuned", lambda argv: seen.append(list(argv)))
+    monkeypatch.setattr(process, "reexec_tuned",
+                        lambda argv, threads=None: seen.append((list(argv), threads)))  # fmt: skip
     monkeypatch.setattr(sys, "argv", ["tdsnn", "evaluate", "--from", "r"])
     for command in ("train", "finetune", "evaluate", "sweep", "run"):
-        cli._tuned_process(command)
+        cli._tuned_process(command, 3)
     for command in ("convert", "report", "inspect"):
         cli._tuned_process(command)
-    assert seen == [["evaluate", "--from", "r"]] * 5
+    assert seen == [(["evaluate", "--from", "r"], 3)] * 5
 
 
 # A 64 MiB tensor allocated, written and freed ten times: with glibc's defaults each one

@@ -595,27 +595,28 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(lines) or type(exc).__name__
 
 
-def _tuned_process(command: str) -> None:
+def _tuned_process(command: str, threads: int | None = None) -> None:
     """Re-execute once, before a compute-heavy command, with the process settings of
-    :mod:`.process` (``OMP_WAIT_POLICY=PASSIVE`` and glibc's allocator thresholds).
+    :mod:`.process` (glibc's allocator thresholds, and ``OMP_WAIT_POLICY=PASSIVE`` when
+    other processes hold cores that the ``threads`` need).
 
     Both are read when the process starts, hence the re-exec.  libgomp's spinning
     workers keep the core another process needs (training slowed down 10-20x on a
-    shared 2-core machine; passive waiting costs about 20 % on an idle one), and glibc's
-    default thresholds make every large tensor fresh, page-faulted memory.  A variable
-    the user already set is kept as it is.
+    shared 2-core machine), while passive waiting slows the certified SNN 1.3-2.3x on
+    an idle one; glibc's default thresholds make every large tensor fresh, page-faulted
+    memory.  A variable the user already set is kept as it is.
     """
     if command in DISTRIBUTED:
         from .process import reexec_tuned
 
-        reexec_tuned(sys.argv[1:])
+        reexec_tuned(sys.argv[1:], threads=threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tdsnn`` and ``python -m tdsnn.cli``; returns the exit code."""
     args = build_parser().parse_args(argv)
     if argv is None:  # a real command line, not a call from Python
-        _tuned_process(args.command)
+        _tuned_process(args.command, getattr(args, "threads", None))
     import torch
     import torch.distributed as dist
 

@@ -4,9 +4,13 @@ Both are read when the process starts, so the command line re-executes itself on
 them (:func:`reexec_tuned`); a Python user sets the environment variables before starting
 Python, or calls :func:`tune_allocator` for the allocator.
 
-- ``OMP_WAIT_POLICY=PASSIVE``: libgomp's idle worker threads sleep instead of spinning.
-  On a shared machine a spinning worker keeps the core another process needs (training
-  slowed down 10-20x, the certified SNN 2x, in measurements; ``docs/performance.md``).
+- ``OMP_WAIT_POLICY=PASSIVE`` when the machine is shared (:func:`machine_is_shared`):
+  libgomp's idle worker threads sleep instead of spinning.  On a shared machine a
+  spinning worker keeps the core another process needs (training slowed down 10-20x,
+  the certified SNN 2.5-4.8x, in measurements; ``docs/performance.md``).  On an idle
+  machine sleeping costs a wake-up per parallel region, and the certified SNN runs many
+  short ones: there passive waiting made it 1.3-2.3x slower with 2 threads, so the
+  policy is left to libgomp (spin briefly, then sleep).
 - ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` (glibc): by default glibc
   serves a block above a few MiB with a fresh ``mmap`` and returns freed memory at the
   top of the heap to the system, so each activation tensor of a large batch arrives as
@@ -41,10 +45,41 @@ def is_allocator_variable(name: str) -> bool:
     return name.startswith("MALLOC_") or name == "GLIBC_TUNABLES"
 
 
-def tuned_environment(environ: Mapping[str, str], glibc: bool | None = None) -> dict[str, str]:
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def machine_is_shared(
+    threads: int | None = None, load: float | None = None, cores: int | None = None
+) -> bool:
+    """Whether other processes occupy cores that this process's ``threads`` (default: every
+    usable core, as torch takes) need: the 1-minute load average exceeds the cores left
+    over by more than half a core.  ``load`` and ``cores`` default to this machine's; no
+    load average (off POSIX) reads as not shared."""
+    cores = usable_cores() if cores is None else cores
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return False
+    spare = cores - min(threads or cores, cores)
+    return load > spare + 0.5
+
+
+def tuned_environment(
+    environ: Mapping[str, str], glibc: bool | None = None, shared: bool | None = None
+) -> dict[str, str]:
     """The variables a tuned process adds to ``environ``: only those not already set (an
-    explicit ``OMP_WAIT_POLICY=ACTIVE`` or threshold of the user's is respected)."""
-    wanted = {"OMP_WAIT_POLICY": "PASSIVE"}
+    explicit ``OMP_WAIT_POLICY=ACTIVE`` or threshold of the user's is respected).
+    ``OMP_WAIT_POLICY=PASSIVE`` only on a ``shared`` machine (default:
+    :func:`machine_is_shared` now), and not where the user set ``GOMP_SPINCOUNT``."""
+    wanted = {}
+    if (machine_is_shared() if shared is None else shared) and "GOMP_SPINCOUNT" not in environ:
+        wanted["OMP_WAIT_POLICY"] = "PASSIVE"
     if is_glibc() if glibc is None else glibc:
         wanted["MALLOC_MMAP_THRESHOLD_"] = str(ALLOCATOR_BYTES)
         wanted["MALLOC_TRIM_THRESHOLD_"] = str(ALLOCATOR_BYTES)
@@ -55,8 +90,10 @@ def reexec_tuned(
     argv: Sequence[str],
     environ: dict[str, str] | None = None,
     execv: Callable[[str, Sequence[str]], object] = os.execv,
+    threads: int | None = None,
 ) -> bool:
-    """Re-execute ``python -m tdsnn.cli argv`` once with :func:`tuned_environment` added.
+    """Re-execute ``python -m tdsnn.cli argv`` once with :func:`tuned_environment` added
+    (the machine judged shared or not for ``threads``, :func:`machine_is_shared`).
 
     Returns False (and changes nothing) where nothing is missing, where this process is
     already the re-executed one, off POSIX, or when the system refuses the exec; it does
@@ -65,7 +102,7 @@ def reexec_tuned(
     environ = os.environ if environ is None else environ
     if os.name != "posix" or MARKER in environ:
         return False
-    extra = tuned_environment(environ)
+    extra = tuned_environment(environ, shared=machine_is_shared(threads))
     if not extra:
         return False
     saved = {k: environ.get(k) for k in (*extra, MARKER)}
