@@ -17,7 +17,11 @@ from torch import Tensor
 
 U32 = 2.0**-24  # unit roundoff of float32
 U64 = 2.0**-53  # unit roundoff of float64
-COARSE_CHUNK = 1 << 18  # elements per slice of the boundary test
+# Elements per slice of the boundary test.  Each slice costs some fifteen tensor
+# operations, each a parallel region with more than one thread, and under passive
+# waiting every region wakes a sleeping worker: 2**20 (4 MiB per float32 temporary)
+# against 2**18 in docs/performance.md ("The level test in larger slices").
+COARSE_CHUNK = 1 << 20
 GROUP = 32  # neurons per group whose largest distance the boundary test reduces
 
 
