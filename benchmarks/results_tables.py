@@ -80,6 +80,11 @@ ENGINE_AB = ROOT / "docs" / "performance" / "engine_ab.json"
 ENGINE_AB_MARKS = ("<!-- engine-ab:begin -->", "<!-- engine-ab:end -->")
 ENGINE_AB_SLICES = ROOT / "docs" / "performance" / "engine_ab_slices.json"
 ENGINE_AB_SLICES_MARKS = ("<!-- engine-ab-slices:begin -->", "<!-- engine-ab-slices:end -->")
+ENGINE_AB_CHUNK = ROOT / "docs" / "performance" / "engine_ab_chunk.json"
+ENGINE_AB_CHUNK_MARKS = ("<!-- engine-ab-chunk:begin -->", "<!-- engine-ab-chunk:end -->")
+ENGINE_AB_CHUNK_PASSIVE = ROOT / "docs" / "performance" / "engine_ab_chunk_passive.json"
+ENGINE_AB_CHUNK_PASSIVE_MARKS = ("<!-- engine-ab-chunk-passive:begin -->",
+                                 "<!-- engine-ab-chunk-passive:end -->")  # fmt: skip
 ALLOCATOR = ROOT / "docs" / "performance" / "allocator.json"
 ALLOCATOR_MARKS = ("<!-- allocator:begin -->", "<!-- allocator:end -->")
 ROLES = {"lenet5": "LeNet-5 / MNIST", "vgg": "VGG-11-style w0.25 / CIFAR-10"}
@@ -545,7 +550,9 @@ GENERATED = {  # document -> {markers: the function that writes the table betwee
                   SCALING_MARKS: scaling_tables, PROFILE_MARKS: profile_tables,
                   ENGINE_AB_MARKS: engine_ab_table, ALLOCATOR_MARKS: allocator_table,
                   ENGINE_AB_SLICES_MARKS: lambda: engine_ab_table(ENGINE_AB_SLICES),
-                  WAIT_POLICY_MARKS: wait_policy_table},
+                  WAIT_POLICY_MARKS: wait_policy_table,
+                  ENGINE_AB_CHUNK_MARKS: lambda: engine_ab_table(ENGINE_AB_CHUNK),
+                  ENGINE_AB_CHUNK_PASSIVE_MARKS: lambda: engine_ab_table(ENGINE_AB_CHUNK_PASSIVE)},
 }  # fmt: skip
 
 

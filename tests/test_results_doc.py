@@ -389,6 +389,21 @@ def test_the_wait_policy_notes_follow_from_the_artefacts():
     assert machine_is_shared(2, 0.6, 2) and not machine_is_shared(2, 0.5, 2)
 
 
+def test_the_slice_size_notes_quote_their_artefacts():
+    tables = _tables()
+    text = " ".join(tables.PERFORMANCE.read_text().split())
+    for path, lead in ((tables.ENGINE_AB_CHUNK, "One thread: "),
+                       (tables.ENGINE_AB_CHUNK_PASSIVE, "Two threads, passive: ")):  # fmt: skip
+        data = json.loads(path.read_text())
+        changes = ", ".join(f"{tables.engine_change(r):+d} %" for r in data["rows"])
+        assert lead + changes in text
+        assert [(r["network"], r["batch"]) for r in data["rows"]] == [
+            ("lenet5", 32), ("lenet5", 256), ("vgg", 32), ("vgg", 256)]
+    passive = json.loads(tables.ENGINE_AB_CHUNK_PASSIVE.read_text())
+    assert all(t["env"] == {"OMP_WAIT_POLICY": "PASSIVE"} for t in passive["trees"].values())
+    assert passive["threads"] == 2
+
+
 def test_the_allocator_notes_follow_from_the_artefact():
     tables = _tables()
     data = json.loads(tables.ALLOCATOR.read_text())
