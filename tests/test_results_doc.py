@@ -278,7 +278,11 @@ def test_the_certified_speed_notes_quote_the_artefacts():
             f"`OMP_WAIT_POLICY=PASSIVE`, as the command line runs on a shared machine (\"busy, PASSIVE\"), the ratios "
             f"are {span(by_run['busy, PASSIVE'])}, those of the idle machine with 2 threads "
             f"({span(idle2)})") in flat  # fmt: skip
-    assert best < 0.8  # "Which configurations meet 0.8x: none."
+    # "Which configurations meet 0.8x": the prose names as many as the artefacts give
+    count = sum(r >= 0.8 for r in idle[256] + idle[32]) + sum(r >= 0.8 for r in busy)
+    count += sum(r >= 0.8 for r in by_run["busy, PASSIVE"])
+    word = {0: "none", 1: "one, at the edge"}[count]
+    assert f"**Which configurations meet 0.8x: {word}.**" in performance
     tables = _tables()
     engine = json.loads(tables.ENGINE_AB.read_text())["rows"]
     allocator = json.loads(tables.ALLOCATOR.read_text())["rows"]
