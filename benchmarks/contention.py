@@ -23,6 +23,7 @@ policies, rounds alternating the policies so that a burst of load hits each::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -99,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=OUT)
     args = parser.parse_args(argv)
     here = Path(__file__).resolve().parent
-    import contextlib
-
     import common as c
 
     runs: dict[str, list[dict]] = {policy: [] for policy in args.policies}

@@ -15,9 +15,10 @@ Python, or calls :func:`tune_allocator` for the allocator.
   serves a block above a few MiB with a fresh ``mmap`` and returns freed memory at the
   top of the heap to the system, so each activation tensor of a large batch arrives as
   fresh pages that the kernel faults in and zeroes, one 4 KiB page at a time (ResNet-20
-  at batch 256: about 80,000 page faults per DNN forward).  With both thresholds at
-  :data:`ALLOCATOR_BYTES` such blocks come from the heap and freed memory is kept for
-  the next batch (``benchmarks/allocator.py`` measures the DNN and the SNN both ways).
+  at batch 256: about 23,000 page faults per DNN forward, ``docs/performance/allocator.json``).
+  With both thresholds at :data:`ALLOCATOR_BYTES` such blocks come from the heap and
+  freed memory is kept for the next batch (``benchmarks/compare_engines.py --after-env``
+  measures the DNN and the SNN both ways).
   The cost: freed memory up to that much stays with the process until it ends.
 """
 

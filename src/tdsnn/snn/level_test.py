@@ -167,4 +167,5 @@ def settled_times(
 
 
 def times64(A: Tensor, L: float) -> Tensor:
+    """``T = ceil(L ln(1 + max(A, 0)))`` (eq. 10) of pre-activations ``A`` in their own dtype."""
     return torch.ceil(L * torch.log1p(A.clamp(min=0)))
