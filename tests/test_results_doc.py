@@ -594,3 +594,29 @@ def test_the_spot_check_notes_follow_from_the_artefact(monkeypatch):
                         ("ResNet-20", "ResNet-20's")):
         row = next(r for r in large if r["network"].startswith(label))
         assert f"{row['checked_by_default']} of {name} {row['float32_layers']}" in page
+
+
+def test_the_vgg05_run_notes_are_its_artefacts():
+    tables = _tables()
+    run = json.loads(tables.VGG05_RUN.read_text())
+    assert run["coding"] == "sparse" and run["samples"] == 10_000 and run["L"] == 8
+    assert run["agreement"] == {"closed_form": 1.0, "clocked": 1.0}
+    report = json.loads((tables.VGG05_RUN.parent / "report.json").read_text())
+    assert report["evaluation"]["accuracy"] == run["accuracy"]
+    trade = json.loads(tables.VGG05_RUN_TRADEOFF.read_text())
+    assert trade["run"] == "runs/vgg05_sparse" and trade["L"] == 8 and trade["finetune_epochs"] == 4
+    assert trade["paper"]["dnn_top1"] == run["accuracy"]["dnn"]["top1"]  # the run's own DNN
+    flat = tables.DOC.read_text().replace("\n", " ")
+    snn = run["accuracy"]["snn"]["closed_form"]["top1"]
+    gap = 100 * (trade["paper"]["snn_top1"] - snn)
+    assert f"its DNN {100 * run['accuracy']['dnn']['top1']:.2f} %" in flat
+    assert (f"{run['events_per_mac']:.4f}x the DNN's MACs at {gap:.2f} points below the paper "
+            f"coding ({100 * trade['paper']['snn_top1']:.2f} %)") in flat  # fmt: skip
+    met = run["events_per_mac"] <= 0.35 and round(gap, 2) <= 0.5
+    assert ("The `tdsnn run` meets the target" in flat) == met
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    assert (f"own DNN ({100 * run['accuracy']['dnn']['top1']:.2f} %, "
+            f"`docs/results/vgg05_sparse/report.json`) the same recipe gives "
+            f"{run['events_per_mac']:.4f}x the DNN's MACs at {gap:.2f} points below the paper "
+            f"coding ({100 * trade['paper']['snn_top1']:.2f} %): "
+            f"{'within' if met else 'just over'} both bars") in readme  # fmt: skip
