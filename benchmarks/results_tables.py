@@ -44,6 +44,8 @@ ALEXNET_MARKS = ("<!-- alexnet-sweep:begin -->", "<!-- alexnet-sweep:end -->")
 SPARSE_RUNS = ROOT / "docs" / "results" / "sparse_lenet" / "runs.json"
 TRADEOFF_E5 = ROOT / "docs" / "performance" / "sparsity_tradeoff_e5.json"
 SPARSE_RUNS_MARKS = ("<!-- sparse-runs:begin -->", "<!-- sparse-runs:end -->")
+SELECT = ROOT / "docs" / "performance" / "sparsity_select.json"  # benchmarks/sparsity_select.py
+SELECT_MARKS = ("<!-- sparse-select:begin -->", "<!-- sparse-select:end -->")
 VGG_TRADEOFF = ROOT / "docs" / "performance" / "sparsity_tradeoff_vgg.json"
 VGG_TRADEOFF_E4 = ROOT / "docs" / "performance" / "sparsity_tradeoff_vgg_e4.json"
 # L = 8, 4 fine-tuning epochs: LAMBDA 1 and 3, then 1.5 and 2 (two runs of the script)
@@ -169,6 +171,28 @@ def sparse_runs_table() -> str:
         ok = round(err * 1e4) <= 80 and spikes <= 0.3 and per_mac <= 0.3  # 80 of 10,000 images
         lines.append(f"| {lam:g} | {epochs} | {source} | {100 * err:.2f} | {spikes:.3f} | "
                      f"{per_mac:.3f}x | {agree} | {'yes' if ok else 'no'} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def select_table() -> str:
+    """LAMBDA chosen on held-out training images: every setting there, then the chosen one
+    on the test set (``benchmarks/sparsity_select.py``)."""
+    data = json.loads(SELECT.read_text())
+    lines = ["| LAMBDA | scored on | SNN err. % | spikes per neuron | events / DNN MACs | "
+             "agreement with the G-DNN | meets all three targets |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    held = f"{data['held_out']['count']:,} held-out training images"
+    test = data["test"]
+    n = test["samples"]
+    rows = [(r, r["lambda"], held, f"closed_form {round(r['agreement'] * r['samples']):,} / "
+             f"{r['samples']:,}") for r in data["holdout"]]  # fmt: skip
+    rows.append((test, data["chosen_lambda"], f"**the test set** ({n:,} images; the chosen setting)",
+                 f"closed_form {round(test['agreement'] * n):,} / {n:,}, "
+                 f"clocked {round(test['agreement_clocked'] * n):,} / {n:,}"))  # fmt: skip
+    for r, lam, where, agree in rows:
+        lines.append(f"| {lam:g} | {where} | {100 * (1 - r['snn_top1']):.2f} | "
+                     f"{r['spikes_per_neuron']:.3f} | {r['events_per_mac']:.3f}x | {agree} | "
+                     f"{'yes' if r['meets_targets'] else 'no'} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -570,7 +594,7 @@ GENERATED = {  # document -> {markers: the function that writes the table betwee
           VGG_SPARSE_MARKS: vgg_sparse_table, VGG05_SPARSE_MARKS: vgg05_sparse_table,
           VGG05_RUN_MARKS: vgg05_run_table,
           INPUT_SCALE_MARKS: input_scale_table,
-          SPARSE_RUNS_MARKS: sparse_runs_table},
+          SPARSE_RUNS_MARKS: sparse_runs_table, SELECT_MARKS: select_table},
     README: {SPEED_MARKS: speed_table},
     PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table, CONTENTION_MARKS: contention_table,
                   SPOT_MARKS: spot_check_table, PEER_MARKS: peer_sparse_table,

@@ -86,9 +86,13 @@ def one_setting(
     result = evaluate_run(
         work, L=L, backends=("closed_form",), limit=test_limit, progress=progress, device=device
     )
+    return {"coding": coding, "lambda": lam, **summary(result),
+            "seconds": time.perf_counter() - tick}  # fmt: skip
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures of one ``evaluate_run`` result (closed form) that a trade-off row keeps."""
     return {
-        "coding": coding,
-        "lambda": lam,
         "snn_top1": result["accuracy"]["snn"]["closed_form"]["top1"],
         "gdnn_top1": result["accuracy"]["gdnn"]["top1"],
         "dnn_top1": result["accuracy"]["dnn"]["top1"],
@@ -101,7 +105,6 @@ def one_setting(
         "latency_mean": result["latency"]["mean"],
         "energy_pj_presentation": result["energy_pj"]["snn_presentation"],
         "samples": result["samples"],
-        "seconds": time.perf_counter() - tick,
     }
 
 

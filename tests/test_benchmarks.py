@@ -29,7 +29,7 @@ def bench():
     try:
         yield {
             name: importlib.import_module(name)
-            for name in ("common", "throughput", "peer_spikingjelly")
+            for name in ("common", "throughput", "peer_spikingjelly", "sparsity_select")
         }
     finally:
         sys.path.remove(str(BENCH))
@@ -217,3 +217,34 @@ def test_engine_comparisons_set_the_allocator_only_where_asked(bench, monkeypatc
     assert compare._assignments(parser, ["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
     with pytest.raises(SystemExit):
         compare._assignments(parser, ["novalue"])
+
+
+def _held_row(lam: float, err_pct: float, spikes: float, events: float) -> dict:
+    return {"lambda": lam, "snn_top1": 1 - err_pct / 100, "spikes_per_neuron": spikes,
+            "events_per_mac": events, "synaptic_events_per_image": events * 1e6}  # fmt: skip
+
+
+def test_the_selection_rule_takes_the_sparsest_setting_that_meets_the_targets(bench):
+    choose = bench["sparsity_select"].choose
+    rows = [_held_row(0.1, 0.70, 0.28, 0.29), _held_row(0.2, 0.80, 0.25, 0.26),
+            _held_row(0.3, 0.81, 0.20, 0.20), _held_row(0.4, 0.50, 0.31, 0.25)]  # fmt: skip
+    assert choose(rows)["lambda"] == 0.2  # 0.80 % meets the 0.8 % target; 0.81 % does not
+    rows = [_held_row(0.1, 0.90, 0.28, 0.31), _held_row(0.2, 0.85, 0.25, 0.32),
+            _held_row(0.3, 0.85, 0.20, 0.25)]  # fmt: skip
+    assert choose(rows)["lambda"] == 0.3  # none meets them: lowest error, then fewer events
+
+
+def test_sparsity_select_reads_the_test_set_once_for_the_chosen_setting(bench, tmp_path):
+    out = tmp_path / "select.json"
+    argv = ["--out", tmp_path / "runs", "--train-images", 300, "--holdout", 100, "--lambdas",
+            "0.1,0.2", "--epochs", 1, "--dnn-epochs", 1, "--test-limit", 50, "--quiet",
+            "--json", out]  # fmt: skip
+    assert bench["sparsity_select"].main([str(a) for a in argv]) == 0
+    data = json.loads(out.read_text())
+    assert data["held_out"] == {"first": 200, "count": 100} and data["trained_on"] == 200
+    assert [(r["lambda"], r["samples"]) for r in data["holdout"]] == [(0.1, 100), (0.2, 100)]
+    assert data["chosen_lambda"] in (0.1, 0.2) and data["test"]["samples"] == 50
+    assert data["test"]["agreement"] == data["test"]["agreement_clocked"] == 1.0
+    runs = tmp_path / "runs"
+    tested = [p.parent.name for p in runs.glob("lambda_*/evaluation.json")]
+    assert tested == [f"lambda_{data['chosen_lambda']:g}"]  # the others never saw the test set

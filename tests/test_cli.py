@@ -204,3 +204,10 @@ def test_python_dash_m_entry_point(tmp_path):
                           str(tmp_path / "none")], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_on_the_held_out_training_images(copy_run, capsys):
+    assert run_cli("evaluate", "--from", copy_run, "--split", "holdout", "--limit", 20,
+                   "--backends", "closed_form", "--quiet") == 0  # fmt: skip
+    assert f"wrote {copy_run / 'evaluation_holdout_L5.json'}" in capsys.readouterr().out
+    assert json.loads((copy_run / "evaluation_holdout_L5.json").read_text())["samples"] == 20

@@ -128,3 +128,42 @@ def test_parse_floats():
         P.parse_floats("1,x", "L")
     with pytest.raises(P.PipelineError):
         P.check_L(float("nan"))
+
+
+def test_holdout_evaluation_scores_the_training_images_the_run_never_saw(copy_run):
+    """``split="holdout"``: the training images after the run's ``train_limit`` (128),
+    scored like the test set, written beside it and never over ``evaluation.json``."""
+    main = copy_run / "evaluation.json"
+    before = main.read_bytes() if main.exists() else None
+    result = P.evaluate_run(copy_run, backends=("closed_form",), limit=40, split="holdout",
+                            progress=False)  # fmt: skip
+    assert result["split"] == "holdout" and result["split_first"] == 128
+    assert result["samples"] == 40 and result["agreement"] == {"closed_form": 1.0}
+    assert json.loads((copy_run / "evaluation_holdout_L5.json").read_text()) == result
+    assert (main.read_bytes() if main.exists() else None) == before
+    # the same 40 images, taken by hand from the training split, give the same DNN score
+    train = load_dataset("mnist", "train")
+    images, labels = train.images[128:168], train.labels[128:168]
+    dnn, meta = P.load_dnn(copy_run)
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in meta["normalization"].values())
+    with torch.no_grad():
+        hits = (dnn((to_float(images) - mean) / std).argmax(1) == torch.as_tensor(labels)).sum()
+    assert result["accuracy"]["dnn"]["top1"] == pytest.approx(int(hits) / 40)
+    test = P.evaluate_run(copy_run, backends=("closed_form",), progress=False)
+    assert test["split"] == "test" and test["samples"] == 32  # the run's test limit
+
+
+def test_holdout_is_refused_where_nothing_was_held_out(tmp_path):
+    """A DNN trained on every image, or a G-DNN fine-tuned beyond the DNN's images."""
+    with pytest.raises(P.PipelineError, match="nothing is held out: the DNN trained on every"):
+        P._held_out_from({"train_limit": None}, {"train_limit": None})
+    for tuned in (None, 200):
+        with pytest.raises(P.PipelineError, match="beyond the DNN's first 128"):
+            P._held_out_from({"train_limit": 128}, {"train_limit": tuned})
+    assert P._held_out_from({"train_limit": 128}, {"train_limit": 64}) == 128
+    from tdsnn.stages import holdout_split
+
+    with pytest.raises(P.PipelineError, match="no training image is held out"):
+        holdout_split("mnist", None, 60_000)
+    with pytest.raises(P.PipelineError, match="split must be one of test, holdout"):
+        P.evaluate_run(tmp_path, split="validation")

@@ -620,3 +620,43 @@ def test_the_vgg05_run_notes_are_its_artefacts():
             f"{run['events_per_mac']:.4f}x the DNN's MACs at {gap:.2f} points below the paper "
             f"coding ({100 * trade['paper']['snn_top1']:.2f} %): "
             f"{'within' if met else 'just over'} both bars") in readme  # fmt: skip
+
+
+def test_the_held_out_choice_is_the_rule_applied_to_its_artefacts():
+    """benchmarks/sparsity_select.py: the held-out rows are the committed evaluations, the
+    chosen LAMBDA is the rule applied to them, and both documents quote its test figures."""
+    tables = _tables()
+    data = json.loads(tables.SELECT.read_text())
+    folder = ROOT / "docs" / "results" / "sparse_select"
+    assert data["held_out"] == {"first": 55_000, "count": 5_000} and data["finetune_epochs"] == 6
+    for row in data["holdout"]:
+        held = json.loads((folder / f"evaluation_holdout_lambda_{row['lambda']:g}.json").read_text())
+        assert held["split"] == "holdout" and held["split_first"] == 55_000
+        assert held["samples"] == row["samples"] == 5_000 and held["sparsity"] == row["lambda"]
+        assert held["accuracy"]["snn"]["closed_form"]["top1"] == row["snn_top1"]
+        assert held["events_per_mac"] == row["events_per_mac"]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import sparsity_select
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert sparsity_select.choose(data["holdout"])["lambda"] == data["chosen_lambda"]
+    assert [sparsity_select.meets(r) for r in data["holdout"]] == [
+        r["meets_targets"] for r in data["holdout"]]  # fmt: skip
+    test = data["test"]
+    run = json.loads((folder / "evaluation.json").read_text())
+    assert run["split"] == "test" and run["samples"] == 10_000
+    assert run["sparsity"] == data["chosen_lambda"] and run["events_per_mac"] == test["events_per_mac"]
+    assert run["agreement"] == {"closed_form": 1.0, "clocked": 1.0}
+    report = json.loads((folder / "report.json").read_text())
+    assert report["evaluation"]["accuracy"] == run["accuracy"]
+    quote = (f"SNN error {100 * (1 - test['snn_top1']):.2f} % with {test['spikes_per_neuron']:.3f} "
+             f"spikes per neuron and {test['events_per_mac']:.3f}x the DNN's MACs")  # fmt: skip
+    for doc in (tables.DOC, ROOT / "README.md"):
+        flat = doc.read_text().replace("\n", " ")
+        assert quote in flat, doc
+        assert ("all three targets met" in flat) == sparsity_select.meets(test), doc
+    flat = tables.DOC.read_text().replace("\n", " ")
+    assert f"LAMBDA = {data['chosen_lambda']:g} is the only setting that meets" in flat
+    assert sum(r["meets_targets"] for r in data["holdout"]) == 1
+    assert f"DNN error {100 * (1 - test['dnn_top1']):.2f} %" in flat

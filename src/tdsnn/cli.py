@@ -348,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", type=_backends, default=["closed_form", "clocked"],
                    help="closed_form,clocked (default both)")  # fmt: skip
     p.add_argument("--limit", type=_positive_int, help="evaluate the first N test images")
+    p.add_argument("--split", choices=("test", "holdout"), default="test",
+                   help="test (default), or holdout: the training images after the run's "
+                        "--train-limit, which neither training nor fine-tuning saw (for "
+                        "choosing settings without the test set); writes "
+                        "FROM/evaluation_holdout_L<L>.json only")  # fmt: skip
     p.add_argument("--precision", choices=("certified", "float64", "float32"), default="certified",
                    help="SNN arithmetic: certified (default; float32 speed, float64 spike "
                         "times), float64, or float32 (fastest; may differ at level boundaries)")
@@ -499,14 +504,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .distributed import print0
     from .evaluation import format_table
     from .pipeline import evaluate_run
+    from .runfolder import l_tag
 
     result = evaluate_run(
         args.run, L=args.L, backends=args.backends, limit=args.limit,
         batch_size=args.batch_size or 100, progress=_progress(args), device=args.device,
         precision=args.precision, model_spec=args.model_spec, coding=args.coding,
+        split=args.split,
     )  # fmt: skip
     print0(json.dumps(result, indent=2) if args.json else format_table(result))
-    print0(f"wrote {Path(args.run) / 'evaluation.json'}")
+    name = "evaluation.json" if args.split == "test" else f"evaluation_holdout_{l_tag(result['L'])}.json"
+    print0(f"wrote {Path(args.run) / name}")
     return 0
 
 

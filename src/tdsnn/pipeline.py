@@ -72,6 +72,7 @@ from .stages import (
     _save_final,
     _train_stage,
     float_images,
+    holdout_split,
     load_split,
     model_info,
     writes_run,
@@ -116,6 +117,7 @@ class Defaults:
 
 DEFAULTS = Defaults()
 AUTO_SCALE_IMAGES = 2000  # training images used by --activation-scale auto
+SPLITS = ("test", "holdout")  # what evaluate_run scores: the test set, or held-out training images
 
 
 @writes_run("train", create=True)
@@ -415,6 +417,7 @@ def evaluate_run(
     precision: str = "certified",
     model_spec: ModelSource = None,
     coding: str | None = None,
+    split: str = "test",
 ) -> dict[str, Any]:
     """Evaluate DNN, G-DNN and SNN of a run on the test set; write ``evaluation*.json``.
 
@@ -422,15 +425,26 @@ def evaluate_run(
     SNN sidecar gets the headline metrics.  A result that the folder refuses is kept
     in :func:`tdsnn.runfolder.fallback_dir` and the error says where.  The coding is
     the SNN's (its sidecar); ``coding``, if given, is only checked against it.
+
+    ``split="holdout"`` evaluates instead on the training images that neither the DNN
+    nor the fine-tuning saw (those after their ``train_limit``), for choosing settings
+    without the test set; it writes ``evaluation_holdout_L<L>.json`` only.
     """
+    if split not in SPLITS:
+        raise PipelineError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     run = check_run_dir(run_dir)
     L = check_L(L) if L is not None else find_L(run, "snn")
     dnn, dnn_meta = load_dnn(run, model_spec)
     gdnn, gdnn_meta = load_gdnn(run, L, model_spec)
     snn, snn_meta = load_snn(run, L, model_spec)
     check_run_coding(snn_meta, coding, snn_path(run, L))
-    limit = limit if limit is not None else snn_meta.get("test_limit")
-    test_data = load_split(snn_meta["dataset"], "test", snn_meta.get("data_dir"), limit)
+    if split == "holdout":
+        test_data = holdout_split(
+            snn_meta["dataset"], snn_meta.get("data_dir"), _held_out_from(dnn_meta, gdnn_meta), limit
+        )
+    else:
+        limit = limit if limit is not None else snn_meta.get("test_limit")
+        test_data = load_split(snn_meta["dataset"], "test", snn_meta.get("data_dir"), limit)
     mean, std = normalization(dnn_meta)
     name = dnn_meta.get("architecture") or dnn_meta.get("model_spec") or "model"
     result = evaluate(
@@ -448,6 +462,12 @@ def evaluate_run(
         "torch": torch.__version__,
         "device": str(context(device).device),
     }
+    result["split"] = split
+    if split == "holdout":
+        result["split_first"] = _held_out_from(dnn_meta, gdnn_meta)
+        if context().is_main:
+            write_json(run / f"evaluation_holdout_{l_tag(L)}.json", result)
+        return result
     if context().is_main:
         write_json(run / f"evaluation_{l_tag(L)}.json", result)
         if write_main:
@@ -465,6 +485,22 @@ def evaluate_run(
         }
         save_checkpoint(snn_path(run, L), snn.state_dict(), {**snn_meta, "metrics": headline})
     return result
+
+
+def _held_out_from(dnn_meta: dict[str, Any], gdnn_meta: dict[str, Any]) -> int:
+    """The first training image that neither the DNN nor the fine-tuning saw."""
+    limits = [dnn_meta.get("train_limit"), gdnn_meta.get("train_limit")]
+    if limits[0] is None:
+        raise PipelineError(
+            "nothing is held out: the DNN trained on every training image (train it with "
+            "a train limit, e.g. `tdsnn train --train-limit 55000`, to hold out the rest)"
+        )
+    if limits[1] is None or limits[1] > limits[0]:
+        raise PipelineError(
+            f"the G-DNN was fine-tuned on {'every' if limits[1] is None else limits[1]} "
+            f"training image(s), beyond the DNN's first {limits[0]}: nothing is held out"
+        )
+    return int(limits[0])
 
 
 def parse_floats(text: str, what: str) -> list[float]:

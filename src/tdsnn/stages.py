@@ -49,6 +49,32 @@ def load_split(
     return data
 
 
+def holdout_split(
+    name: str, data_dir: str | None, first: int, limit: int | None = None
+) -> ImageDataset:
+    """The training images from index ``first`` on (those a ``train_limit=first`` run
+    never trained on), cut to their first ``limit``: a validation set for choices that
+    must not look at the test set."""
+    data = load_dataset(name, "train", data_dir)
+    end = len(data.labels) if limit is None else min(len(data.labels), first + limit)
+    if limit is not None and limit < 1:
+        raise PipelineError(f"a sample limit must be >= 1, got {limit}")
+    if first >= len(data.labels):
+        raise PipelineError(
+            f"no training image is held out: the run trained on the first {first:,} of "
+            f"{len(data.labels):,}"
+        )
+    return ImageDataset(
+        data.images[first:end],
+        data.labels[first:end],
+        data.num_classes,
+        data.class_names,
+        data.name,
+        data.mean,
+        data.std,
+    )
+
+
 def float_images(data: ImageDataset) -> Tensor:
     return to_float(data.images)  # pixel/255; each network's transform is applied on the fly
 
