@@ -25,7 +25,7 @@ SCHEMA_KEYS = {
     "disagreements", "latency", "t_il_mean", "layer_names", "spikes_per_sample",
     "spikes_per_layer", "ops", "energy_pj", "clipped", "t_il_mode", "timing_s", "precision",
     "coding", "sparsity", "spiking_neurons", "spikes_per_neuron", "synaptic_events_per_image",
-    "dnn_macs_per_image", "events_per_mac", "reproduce",
+    "dnn_macs_per_image", "events_per_mac", "reproduce", "split",
 }  # fmt: skip
 
 
