@@ -660,3 +660,42 @@ def test_the_held_out_choice_is_the_rule_applied_to_its_artefacts():
     assert f"LAMBDA = {data['chosen_lambda']:g} is the only setting that meets" in flat
     assert sum(r["meets_targets"] for r in data["holdout"]) == 1
     assert f"DNN error {100 * (1 - test['dnn_top1']):.2f} %" in flat
+
+
+def test_the_vgg05_held_out_choice_is_the_rule_applied_to_its_artefacts():
+    """The width-0.5 VGG-11-style network: held-out rows are the committed evaluations,
+    the chosen LAMBDA is the rule against the paper coding, both documents quote the test."""
+    tables = _tables()
+    data = json.loads(tables.SELECT_VGG05.read_text())
+    folder = ROOT / "docs" / "results" / "vgg05_select"
+    assert data["held_out"] == {"first": 45_000, "count": 5_000} and data["L"] == 8
+    paper, rows = data["paper_holdout"], data["holdout"]
+    for row in [paper, *rows]:
+        name = "paper" if row["coding"] == "paper" else f"lambda_{row['lambda']:g}"
+        held = json.loads((folder / f"evaluation_holdout_{name}.json").read_text())
+        assert held["split"] == "holdout" and held["split_first"] == 45_000
+        assert held["samples"] == row["samples"] == 5_000 and held["coding"] == row["coding"]
+        assert held["accuracy"]["snn"]["closed_form"]["top1"] == row["snn_top1"]
+        assert held["events_per_mac"] == row["events_per_mac"]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import sparsity_select
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert sparsity_select.choose(rows, paper)["lambda"] == data["chosen_lambda"]
+    assert [sparsity_select.meets(r, paper) for r in rows] == [r["meets_targets"] for r in rows]
+    test, paper_test = data["test"], data["paper_test"]
+    run = json.loads((folder / "evaluation.json").read_text())
+    assert run["split"] == "test" and run["samples"] == 10_000 == paper_test["samples"]
+    assert run["sparsity"] == data["chosen_lambda"] and run["events_per_mac"] == test["events_per_mac"]
+    assert run["agreement"]["closed_form"] == 1.0 == paper_test["agreement"]
+    report = json.loads((folder / "report.json").read_text())
+    assert report["evaluation"]["accuracy"] == run["accuracy"]
+    gap = 100 * (paper_test["snn_top1"] - test["snn_top1"])
+    quote = (f"{test['events_per_mac']:.4f}x the DNN's MACs at {gap:.2f} points below the "
+             f"paper coding ({100 * paper_test['snn_top1']:.2f} %)")  # fmt: skip
+    met = sparsity_select.meets(test, paper_test)
+    for doc in (tables.DOC, ROOT / "README.md"):
+        flat = doc.read_text().replace("\n", " ")
+        assert quote in flat, doc
+        assert ("target is met with the test set read once" in flat) == met, doc
