@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -12,14 +13,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _tables():
+def _bench(name: str):
+    """A module of benchmarks/ (imported with that folder on the path, as its scripts run)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import results_tables
-
-        return results_tables
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def _tables():
+    return _bench("results_tables")
 
 
 def _generated():
@@ -623,6 +627,18 @@ def test_the_vgg05_run_notes_are_its_artefacts():
             f"{'within' if met else 'just over'} both bars") in readme  # fmt: skip
 
 
+def _check_held_out_files(folder: Path, rows: list, first: int) -> None:
+    """Each held-out row of a sparsity_select.py artefact is its committed evaluation."""
+    for row in rows:
+        name = "paper" if row.get("coding") == "paper" else f"lambda_{row['lambda']:g}"
+        held = json.loads((folder / f"evaluation_holdout_{name}.json").read_text())
+        assert held["split"] == "holdout" and held["split_first"] == first
+        assert held["coding"] == row.get("coding", "sparse")
+        assert held["samples"] == row["samples"] == 5_000 and held["sparsity"] == row["lambda"]
+        assert held["accuracy"]["snn"]["closed_form"]["top1"] == row["snn_top1"]
+        assert held["events_per_mac"] == row["events_per_mac"]
+
+
 def test_the_held_out_choice_is_the_rule_applied_to_its_artefacts():
     """benchmarks/sparsity_select.py: the held-out rows are the committed evaluations, the
     chosen LAMBDA is the rule applied to them, and both documents quote its test figures."""
@@ -630,17 +646,8 @@ def test_the_held_out_choice_is_the_rule_applied_to_its_artefacts():
     data = json.loads(tables.SELECT.read_text())
     folder = ROOT / "docs" / "results" / "sparse_select"
     assert data["held_out"] == {"first": 55_000, "count": 5_000} and data["finetune_epochs"] == 6
-    for row in data["holdout"]:
-        held = json.loads((folder / f"evaluation_holdout_lambda_{row['lambda']:g}.json").read_text())
-        assert held["split"] == "holdout" and held["split_first"] == 55_000
-        assert held["samples"] == row["samples"] == 5_000 and held["sparsity"] == row["lambda"]
-        assert held["accuracy"]["snn"]["closed_form"]["top1"] == row["snn_top1"]
-        assert held["events_per_mac"] == row["events_per_mac"]
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import sparsity_select
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    _check_held_out_files(folder, data["holdout"], 55_000)
+    sparsity_select = _bench("sparsity_select")
     assert sparsity_select.choose(data["holdout"])["lambda"] == data["chosen_lambda"]
     assert [sparsity_select.meets(r) for r in data["holdout"]] == [
         r["meets_targets"] for r in data["holdout"]]  # fmt: skip
@@ -671,18 +678,9 @@ def test_the_vgg05_held_out_choice_is_the_rule_applied_to_its_artefacts():
     folder = ROOT / "docs" / "results" / "vgg05_select"
     assert data["held_out"] == {"first": 45_000, "count": 5_000} and data["L"] == 8
     paper, rows = data["paper_holdout"], data["holdout"]
-    for row in [paper, *rows]:
-        name = "paper" if row["coding"] == "paper" else f"lambda_{row['lambda']:g}"
-        held = json.loads((folder / f"evaluation_holdout_{name}.json").read_text())
-        assert held["split"] == "holdout" and held["split_first"] == 45_000
-        assert held["samples"] == row["samples"] == 5_000 and held["coding"] == row["coding"]
-        assert held["accuracy"]["snn"]["closed_form"]["top1"] == row["snn_top1"]
-        assert held["events_per_mac"] == row["events_per_mac"]
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import sparsity_select
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    _check_held_out_files(folder, [paper, *rows], 45_000)
+    assert [r["coding"] for r in [paper, *rows]] == ["paper"] + ["sparse"] * len(rows)
+    sparsity_select = _bench("sparsity_select")
     assert sparsity_select.choose(rows, paper)["lambda"] == data["chosen_lambda"]
     assert [sparsity_select.meets(r, paper) for r in rows] == [r["meets_targets"] for r in rows]
     test, paper_test = data["test"], data["paper_test"]

@@ -439,9 +439,8 @@ def evaluate_run(
     snn, snn_meta = load_snn(run, L, model_spec)
     check_run_coding(snn_meta, coding, snn_path(run, L))
     if split == "holdout":
-        test_data = holdout_split(
-            snn_meta["dataset"], snn_meta.get("data_dir"), _held_out_from(dnn_meta, gdnn_meta), limit
-        )
+        first = _held_out_from(dnn_meta, gdnn_meta)
+        test_data = holdout_split(snn_meta["dataset"], snn_meta.get("data_dir"), first, limit)
     else:
         limit = limit if limit is not None else snn_meta.get("test_limit")
         test_data = load_split(snn_meta["dataset"], "test", snn_meta.get("data_dir"), limit)
@@ -464,7 +463,7 @@ def evaluate_run(
     }
     result["split"] = split
     if split == "holdout":
-        result["split_first"] = _held_out_from(dnn_meta, gdnn_meta)
+        result["split_first"] = first
         if context().is_main:
             write_json(run / f"evaluation_holdout_{l_tag(L)}.json", result)
         return result

@@ -34,19 +34,8 @@ def load_split(
 ) -> ImageDataset:
     """A data-set split, cut to its first ``limit`` samples."""
     data = load_dataset(name, split, data_dir)
-    if limit is not None:
-        if limit < 1:
-            raise PipelineError(f"a sample limit must be >= 1, got {limit}")
-        data = ImageDataset(
-            data.images[:limit],
-            data.labels[:limit],
-            data.num_classes,
-            data.class_names,
-            data.name,
-            data.mean,
-            data.std,
-        )
-    return data
+    _check_limit(limit)
+    return data if limit is None else _samples(data, 0, limit)
 
 
 def holdout_split(
@@ -56,23 +45,24 @@ def holdout_split(
     never trained on), cut to their first ``limit``: a validation set for choices that
     must not look at the test set."""
     data = load_dataset(name, "train", data_dir)
-    end = len(data.labels) if limit is None else min(len(data.labels), first + limit)
+    _check_limit(limit)
+    total = len(data.labels)
+    if first >= total:
+        raise PipelineError(
+            f"no training image is held out: the run trained on the first {first:,} of {total:,}"
+        )
+    return _samples(data, first, total if limit is None else min(total, first + limit))
+
+
+def _check_limit(limit: int | None) -> None:
     if limit is not None and limit < 1:
         raise PipelineError(f"a sample limit must be >= 1, got {limit}")
-    if first >= len(data.labels):
-        raise PipelineError(
-            f"no training image is held out: the run trained on the first {first:,} of "
-            f"{len(data.labels):,}"
-        )
-    return ImageDataset(
-        data.images[first:end],
-        data.labels[first:end],
-        data.num_classes,
-        data.class_names,
-        data.name,
-        data.mean,
-        data.std,
-    )
+
+
+def _samples(data: ImageDataset, start: int, end: int) -> ImageDataset:
+    """Samples ``start`` to ``end - 1`` of ``data``, with its classes and statistics."""
+    return ImageDataset(data.images[start:end], data.labels[start:end], data.num_classes,
+                        data.class_names, data.name, data.mean, data.std)  # fmt: skip
 
 
 def float_images(data: ImageDataset) -> Tensor:
