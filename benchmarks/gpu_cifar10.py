@@ -116,6 +116,8 @@ from gpu_data import (  # noqa: E402  (benchmarks/gpu_data.py: the chunked data)
     pack,
 )
 
+from tdsnn.augment import flip_crop  # noqa: E402
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -125,23 +127,9 @@ def _sync(device: torch.device) -> None:
 
 
 def augment_u8(x: torch.Tensor) -> torch.Tensor:
-    """Per image: a random horizontal flip and a random 32x32 crop of the 4-pixel zero pad."""
-    n = x.shape[0]
-    dev = x.device
-    flip = torch.rand(n, device=dev) < 0.5
-    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-    padded = F.pad(x, (4, 4, 4, 4))
-    i = torch.randint(0, 9, (n,), device=dev)
-    j = torch.randint(0, 9, (n,), device=dev)
-    ar = torch.arange(32, device=dev)
-    rows = (i.view(-1, 1) + ar).view(n, 1, 32, 1)
-    cols = (j.view(-1, 1) + ar).view(n, 1, 1, 32)
-    return padded[
-        torch.arange(n, device=dev).view(n, 1, 1, 1),
-        torch.arange(x.shape[1], device=dev).view(1, -1, 1, 1),
-        rows,
-        cols,
-    ]
+    """Per image: a random horizontal flip and a random 32x32 crop of the 4-pixel zero pad
+    (``tdsnn.augment.flip_crop``, torch's global generator)."""
+    return flip_crop(x)
 
 
 def _normalizer(device: torch.device, channels_last: bool):

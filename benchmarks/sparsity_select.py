@@ -77,18 +77,26 @@ def choose(rows: list[dict[str, Any]], paper: dict[str, Any] | None = None) -> d
 
 def _one(
     dnn_dir: Path, work: Path, *, coding: str, lam: float, L: float, epochs: int,
-    holdout: int, activation_scales: str | None, progress: bool,
+    holdout: int, activation_scales: str | None, progress: bool, distill: float = 0.0,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune one setting from a copy of the DNN, convert it, score it on the held-out
-    images."""  # fmt: skip
+    images (with ``resume``: reuse that score if the folder has it, made alike)."""  # fmt: skip
     from tdsnn.pipeline import convert_run, evaluate_run, finetune
+    from tdsnn.runfolder import l_tag
 
+    done = work / f"evaluation_holdout_{l_tag(L)}.json"
+    if resume and done.is_file() and _made_alike(work, dnn_dir, L, epochs, coding, lam, distill):
+        held = json.loads(done.read_text())
+        if held.get("samples") == holdout:
+            return {"coding": coding, "lambda": lam, **summary(held), "seconds": 0.0,
+                    "reused": True}  # fmt: skip
     work.mkdir(parents=True, exist_ok=True)
     for name in ("dnn.safetensors", "dnn.json"):
         shutil.copy2(dnn_dir / name, work / name)
     start = time.perf_counter()
     finetune(work, L=L, epochs=epochs, coding=coding, sparsity=lam, force=True,
-             activation_scales=activation_scales, progress=progress)  # fmt: skip
+             activation_scales=activation_scales, progress=progress, distill=distill)  # fmt: skip
     convert_run(work, L=L)
     held = evaluate_run(work, L=L, backends=("closed_form",), limit=holdout, split="holdout",
                         progress=progress)  # fmt: skip
@@ -114,8 +122,14 @@ def select(
     activation_scales: str | None = None,
     paper_reference: bool = False,
     test_backends: tuple[str, ...] = ("closed_form", "clocked"),
+    distill: float = 0.0,
+    dnn: Path | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Steps 1-4 of the module doc; returns the artefact."""
+    """Steps 1-4 of the module doc; returns the artefact.  ``distill``: every fine-tuning
+    (the paper reference's too) distils the DNN with this weight; ``dnn``: a run folder
+    whose DNN was trained as step 1 would train it (checked), used instead of training;
+    ``resume``: settings already scored on the held-out images alike are not redone."""
     from tdsnn.pipeline import evaluate_run, train_dnn
     from tdsnn.stages import load_split
 
@@ -126,10 +140,16 @@ def select(
     first = train_images - holdout
     dnn_dir = out / "dnn"
     tick = time.perf_counter()
-    train_dnn(dnn_dir, dataset=dataset, model=model, arch_kwargs=arch_kwargs,
-              epochs=dnn_epochs, seed=seed, train_limit=first, force=True, progress=progress)  # fmt: skip
-    common = dict(L=L, epochs=epochs, holdout=holdout, activation_scales=activation_scales,
+    if dnn is not None:
+        dnn_dir = dnn
+        _check_dnn(dnn, dataset=dataset, model=model, arch_kwargs=arch_kwargs or {},
+                   epochs=dnn_epochs, seed=seed, train_limit=first)  # fmt: skip
+    else:
+        train_dnn(dnn_dir, dataset=dataset, model=model, arch_kwargs=arch_kwargs,
+                  epochs=dnn_epochs, seed=seed, train_limit=first, force=True,
                   progress=progress)  # fmt: skip
+    common = dict(L=L, epochs=epochs, holdout=holdout, activation_scales=activation_scales,
+                  progress=progress, distill=distill, resume=resume)  # fmt: skip
     paper = (_one(dnn_dir, out / "paper", coding="paper", lam=0.0, **common)
              if paper_reference else None)  # fmt: skip
     rows = []
@@ -155,6 +175,7 @@ def select(
         "dataset": dataset,
         "L": L,
         "finetune_epochs": epochs,
+        "distill": distill,
         "dnn_epochs": dnn_epochs,
         "activation_scales": activation_scales,
         "seed": seed,
@@ -169,6 +190,33 @@ def select(
         "paper_test": paper_test,
         "seconds": time.perf_counter() - tick,
     }
+
+
+def _made_alike(work: Path, dnn_dir: Path, L: float, epochs: int, coding: str, lam: float,
+                distill: float) -> bool:  # fmt: skip
+    """Whether ``work`` holds a fine-tuning of this setting from this very DNN."""
+    from tdsnn.runfolder import l_tag
+
+    try:
+        recipe = json.loads((work / f"gdnn_{l_tag(L)}.json").read_text())["metadata"]["finetune"]
+        same_dnn = (work / "dnn.safetensors").read_bytes() == (dnn_dir / "dnn.safetensors").read_bytes()
+    except (OSError, KeyError, ValueError):
+        return False
+    want = {"L": L, "epochs": epochs, "coding": coding, "sparsity": lam, "distill": distill}
+    return same_dnn and all(recipe.get(k) == v for k, v in want.items())
+
+
+def _check_dnn(run: Path, **expected: Any) -> None:
+    """Refuse a ``--dnn`` folder whose DNN was not trained as step 1 would train it."""
+    meta = json.loads((run / "dnn.json").read_text())["metadata"]
+    got = {"dataset": meta.get("dataset"), "model": meta.get("architecture"),
+           "arch_kwargs": {k: v for k, v in (meta.get("arch_kwargs") or {}).items()
+                           if k != "num_classes"},  # set from the data set
+           "epochs": meta["train"].get("epochs"),
+           "seed": meta["train"].get("seed"), "train_limit": meta.get("train_limit")}  # fmt: skip
+    wrong = {k: (got[k], v) for k, v in expected.items() if got[k] != v}
+    if wrong:
+        raise SystemExit(f"--dnn {run}: trained otherwise than asked (got, asked): {wrong}")
 
 
 def table(data: dict[str, Any]) -> str:
@@ -213,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-backends", type=lambda s: tuple(s.split(",")),
                         default=("closed_form", "clocked"),
                         help="simulators for the chosen setting on the test set")  # fmt: skip
+    parser.add_argument("--distill", type=float, default=0.0,
+                        help="distil the DNN in every fine-tuning with this weight (default 0)")
+    parser.add_argument("--dnn", type=Path,
+                        help="a run folder with the step-1 DNN already trained (checked)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the held-out scores of settings already fine-tuned alike in --out")
     parser.add_argument("--json", type=Path, default=JSON_OUT, help=f"default {JSON_OUT}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -221,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                   test_limit=args.test_limit, progress=not args.quiet, dataset=args.dataset,
                   model=args.model, arch_kwargs=args.arch_kwargs,
                   activation_scales=args.activation_scale, paper_reference=args.paper_reference,
-                  test_backends=args.test_backends)  # fmt: skip
+                  test_backends=args.test_backends, distill=args.distill, dnn=args.dnn,
+                  resume=args.resume)  # fmt: skip
     print(table(data))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, indent=2) + "\n")

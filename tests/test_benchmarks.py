@@ -248,3 +248,30 @@ def test_sparsity_select_reads_the_test_set_once_for_the_chosen_setting(bench, t
     runs = tmp_path / "runs"
     tested = [p.parent.name for p in runs.glob("lambda_*/evaluation.json")]
     assert tested == [f"lambda_{data['chosen_lambda']:g}"]  # the others never saw the test set
+
+
+def test_sparsity_select_reuses_a_checked_dnn_and_distils(bench, tmp_path):
+    select = bench["sparsity_select"]
+    base = ["--train-images", 300, "--holdout", 100, "--lambdas", "0.1", "--epochs", 1,
+            "--dnn-epochs", 1, "--test-limit", 50, "--quiet", "--test-backends", "closed_form"]  # fmt: skip
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    assert select.main([str(a) for a in ["--out", tmp_path / "a", *base, "--json", first]]) == 0
+    dnn = tmp_path / "a" / "dnn"
+    argv = ["--out", tmp_path / "b", *base, "--dnn", dnn, "--distill", 0.5, "--json", second]
+    assert select.main([str(a) for a in argv]) == 0
+    assert not (tmp_path / "b" / "dnn").exists()  # not trained again
+    data = json.loads(second.read_text())
+    assert data["distill"] == 0.5 and json.loads(first.read_text())["distill"] == 0.0
+    recipe = json.loads((tmp_path / "b" / "lambda_0.1" / "gdnn_L5.json").read_text())
+    assert recipe["metadata"]["finetune"]["distill"] == 0.5
+    # resumed with one more LAMBDA: the scored setting is reused, the new one fine-tuned
+    more = [str(a) for a in argv + ["--resume"]]
+    more[more.index("0.1")] = "0.1,0.2"
+    assert select.main(more) == 0
+    rows = json.loads(second.read_text())["holdout"]
+    assert [(r["lambda"], r.get("reused", False)) for r in rows] == [(0.1, True), (0.2, False)]
+    assert rows[0]["snn_top1"] == data["holdout"][0]["snn_top1"]
+    # a DNN trained otherwise is refused
+    wrong = [str(a) for a in ["--out", tmp_path / "c", *base, "--dnn", dnn, "--seed", 1]]
+    with pytest.raises(SystemExit, match="seed"):
+        select.main(wrong)

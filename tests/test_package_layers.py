@@ -14,7 +14,7 @@ ENGINE = {
 WORKFLOW = {
     "data", "training", "pipeline", "stages", "jobs", "runfolder", "rebuild", "report",
     "plots", "cli", "evaluation", "checkpoint", "distributed", "sparsity", "models",
-    "summary", "files", "scales", "process",
+    "summary", "files", "scales", "process", "augment",
 }  # fmt: skip
 
 

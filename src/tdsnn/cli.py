@@ -49,6 +49,7 @@ EXAMPLES = {
     "  tdsnn train --model-spec mynets.py:small_cnn --input-shape 1,28,28 --out runs/mine",
     "finetune": "tdsnn finetune --from runs/x --L 5 --epochs 1\n"
     "  tdsnn finetune --from runs/x --L 5 --coding sparse --sparsity 1\n"
+    "  tdsnn finetune --from runs/x --L 5 --distill 0.5      (the DNN as a teacher)\n"
     "  tdsnn finetune --from runs/x --L 3 --input-scale 8 --activation-scale 2",
     "convert": "tdsnn convert --from runs/x            (dynamic T_il)\n"
     "  tdsnn convert --from runs/x --calibrate 1000   (static T_il from 1000 training images)",
@@ -114,6 +115,7 @@ _positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a finit
 _non_negative_float = _checked(
     float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"
 )
+_unit_float = _checked(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
 _seed = _checked(int, lambda v: 0 <= v < 2**63, "an integer seed in 0..2**63-1")
 
 
@@ -249,6 +251,22 @@ def _finetune_options(parser: argparse.ArgumentParser, *, in_run: bool) -> None:
         help="fine-tuning loss += LAMBDA * soft fraction of the synaptic events (non-silent neurons weighted by their fan-out), pushing small "
         "activations to silence (a finite number >= 0, default 0; > 0 needs --coding sparse)",
     )
+    group.add_argument(
+        "--augment",
+        choices=("none", "flip-crop"),
+        default="none",
+        help="training-time augmentation of fine-tuning (with run: of the DNN training too): none (default) or flip-crop (random left-right flips and "
+        "4-pixel crops, seeded per step; the standard CIFAR-10 augmentation)",
+    )
+    group.add_argument(
+        "--distill",
+        type=_unit_float,
+        default=0.0,
+        metavar="ALPHA",
+        help="distil the DNN into the G-DNN: fine-tuning loss = (1 - ALPHA) cross-entropy + "
+        "ALPHA * distillation loss against the DNN's logits (temperature 4; a number in "
+        "[0, 1], default 0: labels only)",
+    )
     if in_run:
         group.add_argument("--finetune-epochs", type=_count, default=DEFAULTS.finetune_epochs)
         group.add_argument("--finetune-lr", type=_positive_float, default=DEFAULTS.finetune_lr)
@@ -306,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--weight-decay", type=_non_negative_float, default=0.0)
     p.add_argument("--scheduler", choices=("cosine", "none"), default="cosine")
+    p.add_argument(
+        "--augment",
+        choices=("none", "flip-crop"),
+        default="none",
+        help="training-time augmentation: none (default) or flip-crop (random left-right flips and "
+        "4-pixel crops, seeded per step; the standard CIFAR-10 augmentation)",
+    )
     _resumable(p)
     _common(p)
 
@@ -436,6 +461,7 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "test_limit": args.test_limit,
         "max_steps": args.max_steps,
         "checkpoint_every": args.checkpoint_every,
+        "augment": args.augment,
     }
     if args.batch_size is not None:
         out["batch_size"] = args.batch_size
@@ -481,6 +507,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
         model_spec=args.model_spec, coding=args.coding, sparsity=args.sparsity,
+        distill=args.distill, augment=args.augment,
     )  # fmt: skip
     _say_stage(meta, gdnn_path(args.run, args.L), f"G-DNN (L={args.L:g}, {args.coding} coding)")
     return 0
@@ -531,6 +558,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir,
         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
         model_spec=args.model_spec, coding=args.coding, sparsity=args.sparsity,
+        distill=args.distill, augment=args.augment,
     )  # fmt: skip
     print0(f"{'L':>5}{'G-DNN err %':>13}{'SNN err %':>11}{'agreement':>11}{'latency':>9}")
     for r in results:
@@ -577,7 +605,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         activation_scales=args.activation_scale, backends=args.backends,
         calibrate=args.calibrate, limit=args.test_limit, inspect_index=args.inspect_index,
         resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
-        coding=args.coding, sparsity=args.sparsity, log=print0, **_train_kwargs(args),
+        coding=args.coding, sparsity=args.sparsity, distill=args.distill, log=print0,
+        **_train_kwargs(args),
     )  # fmt: skip
     print0(format_table(result))
     print0(f"total {result['stages_s']['total']:.0f} s; results in {args.out}")

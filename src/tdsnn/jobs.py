@@ -78,7 +78,10 @@ def sweep(
     replaced; the list of evaluations goes to ``<run>/sweep.json``, rewritten after
     every L so that a stopped sweep keeps what it did.  With ``resume`` an L whose
     evaluation exists is not redone and an interrupted fine-tuning continues.
-    ``coding`` and ``sparsity`` go to every :func:`tdsnn.pipeline.finetune`.
+    ``coding``, ``sparsity`` and ``finetune_kwargs`` (``distill``, ...) go to every
+    :func:`tdsnn.pipeline.finetune`; a resumed L whose evaluation was made with another
+    coding, sparsity or teacher weight is not reused (its fine-tuning then refuses to
+    resume a state of another recipe; ``force`` redoes it).
     """
     coding, sparsity = check_sparsity_options(coding, sparsity)
     run = check_run_dir(run_dir)
@@ -94,7 +97,7 @@ def sweep(
     for L in Ls:
         done = work / f"evaluation_{l_tag(L)}.json"
         if resume and done.is_file() and snn_path(work, L).is_file() and (
-            _coding_of(done) == (coding, sparsity)
+            _coding_of(done) == (coding, sparsity, float(finetune_kwargs.get("distill", 0.0)))
         ):
             results.append(read_json(done, "", dict))
         else:
@@ -124,10 +127,13 @@ def sweep(
     return results
 
 
-def _coding_of(evaluation_file: Path) -> tuple[str, float]:
-    """Coding and sparsity of a saved evaluation (paper, 0 for one made before sparse coding)."""
+def _coding_of(evaluation_file: Path) -> tuple[str, float, float]:
+    """Coding, sparsity and teacher weight of a saved evaluation's fine-tuning (paper, 0, 0
+    for one made before sparse coding and distillation)."""
     saved = read_json(evaluation_file, "", dict)
-    return str(saved.get("coding", "paper")), saved.get("sparsity", 0.0)
+    recorded = saved.get("reproduce")
+    distill = recorded.get("finetune_distill", 0.0) if isinstance(recorded, dict) else 0.0
+    return str(saved.get("coding", "paper")), saved.get("sparsity", 0.0), distill
 
 
 def sweep_dir(run_dir: str | os.PathLike[str]) -> Path:
@@ -336,6 +342,7 @@ def run_all(
     device: str = "cpu",
     coding: str = "paper",
     sparsity: float = 0.0,
+    distill: float = 0.0,
     log: Callable[[str], None] = print,
     **train_kwargs: Any,
 ) -> dict[str, Any]:
@@ -343,8 +350,9 @@ def run_all(
 
     With ``resume`` a finished stage (its final checkpoint exists) is skipped and an
     unfinished one continues from its training state.  Returns the evaluation dict
-    with ``timing_s`` extended by the wall time of every stage.  ``coding`` and
-    ``sparsity`` are the G-DNN's (:func:`tdsnn.pipeline.finetune`).
+    with ``timing_s`` extended by the wall time of every stage.  ``coding``,
+    ``sparsity`` and ``distill`` are the G-DNN's fine-tuning (:func:`tdsnn.pipeline.finetune`);
+    ``augment`` (in ``train_kwargs``) applies to training and fine-tuning alike.
     """
     coding, sparsity = check_sparsity_options(coding, sparsity)
     L = check_L(L)
@@ -369,12 +377,13 @@ def run_all(
     else:
         log(f"[2/5] prepare at L={L:g} (input scale {input_scale:g}, {coding} coding) and "
             f"fine-tune {finetune_epochs} epochs"
-            + (f", sparsity {sparsity:g}" if sparsity else ""))  # fmt: skip
+            + (f", sparsity {sparsity:g}" if sparsity else "")
+            + (f", distilling the DNN ({distill:g})" if distill else ""))  # fmt: skip
         meta = finetune(
             out, L=L, epochs=finetune_epochs, lr=finetune_lr, input_scale=input_scale,
             activation_scales=activation_scales, resume=resume, force=force,
             progress=progress, device=device, model_spec=spec, coding=coding,
-            sparsity=sparsity,
+            sparsity=sparsity, distill=distill, augment=train_kwargs.get("augment", "none"),
         )  # fmt: skip
         if meta["metrics"]:
             log(f"      G-DNN test accuracy {meta['metrics'].get('eval_top1', float('nan')):.4f}")

@@ -27,6 +27,7 @@ the sidecar) and loading its buffers.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Sequence
@@ -38,10 +39,12 @@ import torch
 
 from . import convert as tdsnn_convert
 from . import prepare as tdsnn_prepare
+from .augment import check_augment
 from .checkpoint import save_checkpoint
 from .coding import CODINGS
 from .data import to_float
 from .distributed import context
+from .errors import TDSNNError
 from .evaluation import BACKENDS, InputSpec, evaluate
 from .rebuild import (
     ModelSource,
@@ -77,7 +80,7 @@ from .stages import (
     model_info,
     writes_run,
 )
-from .training import seed_everything
+from .training import DISTILL_TEMPERATURE, Teacher, TrainingError, check_distill, seed_everything
 
 __all__ = [
     "DEFAULTS",
@@ -146,12 +149,16 @@ def train_dnn(
     device: str = "cpu",
     max_steps: int | None = None,
     checkpoint_every: int = DEFAULTS.checkpoint_every,
+    augment: str = "none",
 ) -> dict[str, Any]:
     """Train the DNN (Figure 2, first step) into ``out_dir/dnn.safetensors``; return its metadata.
 
     The DNN sees ``(pixel/255 - mean) / std`` with the data set's statistics when
     ``normalize`` (folded into the first layer later by ``prepare``), else ``pixel/255``.
+    ``augment``: ``"none"`` or ``"flip-crop"`` (random flips and 4-pixel crops, seeded per
+    step; :mod:`tdsnn.augment`).
     """
+    augment = _checked_augment(augment)
     out = Path(out_dir)
     final = dnn_path(out)
     _check_fresh(final, resume, force)
@@ -172,6 +179,7 @@ def train_dnn(
         "batch_size": batch_size,
         "seed": seed,
         "train_limit": train_limit,
+        "augment": augment,
     }
     _check_recipe(recipe)
     meta: dict[str, Any] = {
@@ -225,6 +233,9 @@ def finetune(
     model_spec: ModelSource = None,
     coding: str = "paper",
     sparsity: float = 0.0,
+    distill: float = 0.0,
+    distill_temperature: float = DISTILL_TEMPERATURE,
+    augment: str = "none",
 ) -> dict[str, Any]:
     """Prepare the run's DNN at ``L`` and re-train the G-DNN (Figure 2, second step).
 
@@ -233,10 +244,20 @@ def finetune(
     spike coding (``"paper"``, or ``"sparse"``: zeros stay silent); ``sparsity`` > 0
     (sparse coding only) adds ``sparsity`` times the soft fraction of synaptic events (non-silent neurons weighted by fan-out)
     (:class:`tdsnn.sparsity.SpikePenalty`) to the fine-tuning loss.  Both go into the
-    sidecar, so that later stages rebuild the G-DNN in its coding.
+    sidecar, so that later stages rebuild the G-DNN in its coding.  ``distill`` > 0
+    (at most 1) distils the run's DNN into the G-DNN: the loss is ``(1 - distill)``
+    times cross-entropy plus ``distill`` times the temperature-``distill_temperature``
+    distillation loss against the DNN's logits on the same images
+    (:func:`tdsnn.training.distillation_loss`; beyond the paper).  ``augment`` as for
+    :func:`train_dnn`.
     """
+    augment = _checked_augment(augment)
     L = check_L(L)
     coding, sparsity = check_sparsity_options(coding, sparsity)
+    try:
+        distill = check_distill(distill, distill_temperature)
+    except TrainingError as exc:
+        raise PipelineError(str(exc)) from None
     run = check_run_dir(run_dir)
     dnn, dnn_meta = load_dnn(run, model_spec)
     final = gdnn_path(run, L)
@@ -275,6 +296,9 @@ def finetune(
         "compensate": compensate,
         "coding": coding,
         "sparsity": sparsity,
+        "distill": distill,
+        "distill_temperature": float(distill_temperature),
+        "augment": augment,
     }
     meta = {
         key: dnn_meta.get(key)
@@ -304,6 +328,7 @@ def finetune(
             gdnn, final, train_data, test_data, spec.spiking, recipe, meta,
             resume=resume, progress=progress, device=device, max_steps=max_steps,
             checkpoint_every=checkpoint_every, desc=f"fine-tune G-DNN {l_tag(L)}",
+            teacher=Teacher(copy.deepcopy(dnn), InputSpec(mean, std).dnn) if distill > 0 else None,
         )  # fmt: skip
     else:
         history = {"epochs": [], "completed": True}
@@ -328,6 +353,13 @@ def check_run_coding(meta: dict[str, Any], expected: str | None, path: Path) -> 
             "drop --coding or fine-tune again"
         )
     return recorded
+
+
+def _checked_augment(augment: Any) -> str:
+    try:
+        return check_augment(augment)
+    except TDSNNError as exc:
+        raise PipelineError(str(exc)) from None
 
 
 def check_sparsity_options(coding: Any, sparsity: Any) -> tuple[str, float]:
@@ -457,6 +489,7 @@ def evaluate_run(
     result["reproduce"] = {
         "train_seed": _recorded_seed(dnn_meta),
         "finetune_seed": _recorded_seed(gdnn_meta),
+        "finetune_distill": float((gdnn_meta.get("finetune") or {}).get("distill", 0.0)),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "device": str(context(device).device),

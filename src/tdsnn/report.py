@@ -101,7 +101,10 @@ def _coding_text(evaluation: dict) -> str:
     coding = evaluation.get("coding", "paper")  # evaluations made before sparse coding: paper
     sparsity = _finite(evaluation.get("sparsity"))
     text = str(coding) + (" (zeros silent)" if coding == "sparse" else " (every neuron fires once)")
-    return text + (f", sparsity penalty {_plain(sparsity, 3)}" if sparsity else "")
+    recorded = evaluation.get("reproduce")
+    distill = _finite(recorded.get("finetune_distill")) if isinstance(recorded, dict) else None
+    return (text + (f", sparsity penalty {_plain(sparsity, 3)}" if sparsity else "")
+            + (f", fine-tuned distilling the DNN (weight {distill:g})" if distill else ""))  # fmt: skip
 
 
 def _sparsity_rows(evaluation: dict) -> list[list[str]]:

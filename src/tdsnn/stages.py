@@ -24,7 +24,7 @@ from .runfolder import (
     run_lock,
     state_path,
 )
-from .training import train
+from .training import DISTILL_TEMPERATURE, train
 
 # ------------------------------------------------------------------------------- data
 
@@ -142,7 +142,9 @@ def _check_fresh(final: Path, resume: bool, force: bool) -> None:
         )
 
 
-_RECIPE_DEFAULTS = {"coding": "paper", "sparsity": 0.0}
+# Recipe keys added after the first release, with the value that states made before them had.
+_RECIPE_DEFAULTS = {"coding": "paper", "sparsity": 0.0, "distill": 0.0,
+                    "distill_temperature": DISTILL_TEMPERATURE, "augment": "none"}  # fmt: skip
 
 
 def _check_resumable(state: Path, recipe: dict[str, Any]) -> None:
@@ -153,7 +155,7 @@ def _check_resumable(state: Path, recipe: dict[str, Any]) -> None:
         saved = load_metadata(state).get("recipe")
     except CheckpointError:
         return
-    if isinstance(saved, dict):  # states made before sparse coding: the paper's, no penalty
+    if isinstance(saved, dict):  # older states: paper coding, no penalty, teacher or augmentation
         saved = {**{k: v for k, v in _RECIPE_DEFAULTS.items() if k in recipe}, **saved}
     if saved is not None and saved != recipe:
         changed = sorted(k for k in set(saved) | set(recipe) if saved.get(k) != recipe.get(k))
@@ -179,8 +181,10 @@ def _train_stage(
     max_steps: int | None,
     checkpoint_every: int,
     desc: str,
+    teacher: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Run :func:`tdsnn.training.train` for one stage with its checkpoint next to ``final``."""
+    """Run :func:`tdsnn.training.train` for one stage with its checkpoint next to ``final``
+    (``teacher``: the distillation teacher of a recipe with ``distill`` > 0)."""
     ctx = context(device)
     state = state_path(final)
     if resume:
@@ -212,6 +216,10 @@ def _train_stage(
         input_transform=transform,
         max_steps=max_steps,
         sparsity=recipe.get("sparsity", 0.0),
+        teacher=teacher,
+        distill=recipe.get("distill", 0.0),
+        distill_temperature=recipe.get("distill_temperature", DISTILL_TEMPERATURE),
+        augment=recipe.get("augment", "none"),
         seed=recipe["seed"],
         device=ctx.device,
         desc=desc,

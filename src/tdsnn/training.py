@@ -15,6 +15,11 @@ continues from the last one and ends with the weights of an uninterrupted run.
 In sparse coding (``tdsnn.prepare(..., coding="sparse")``) ``train(..., sparsity=lam)``
 adds ``lam`` times the soft fraction of synaptic events (non-silent neurons weighted by fan-out) (:class:`tdsnn.sparsity.SpikePenalty`)
 to the loss, so that fine-tuning silences neurons and the SNN needs fewer events.
+
+``train(..., teacher=dnn, distill=alpha)`` adds knowledge distillation (Hinton et al.,
+2015; not in the TDSNN paper): the loss becomes ``(1 - alpha) CE + alpha tau^2
+KL(softmax(teacher / tau) || softmax(student / tau))``, so that the G-DNN learns the
+DNN's whole output distribution, also on training images whose labels it already fits.
 """
 
 from __future__ import annotations
@@ -34,17 +39,22 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .augment import augment_batch, check_augment
 from .checkpoint import load_training_state, save_training_state
 from .distributed import DistContext, all_reduce, barrier, context, set_epoch, unwrap, wrap_model
 from .errors import TDSNNError
 
 __all__ = [
+    "DISTILL_TEMPERATURE",
     "OPTIMIZERS",
     "SCHEDULERS",
+    "Teacher",
     "TrainingError",
     "build_optimizer",
     "build_scheduler",
+    "check_distill",
     "classify",
+    "distillation_loss",
     "seed_everything",
     "train",
 ]
@@ -53,10 +63,55 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("cosine", "none")
 
 InputTransform = Callable[[Tensor], Tensor]
+DISTILL_TEMPERATURE = 4.0  # softmax temperature of distillation (Hinton et al.'s usual range)
 
 
 class TrainingError(TDSNNError, RuntimeError):
     """Training cannot start or go on (bad settings, diverged loss, unusable checkpoint)."""
+
+
+class Teacher(nn.Module):
+    """A frozen classifier that gives distillation targets for the batches of another.
+
+    ``transform`` maps the batch as the data loader yields it (``pixel/255``, before the
+    student's ``input_transform``) to the teacher's input, e.g. the DNN's normalisation.
+    The teacher stays in eval mode and has no gradients.
+    """
+
+    def __init__(self, model: nn.Module, transform: InputTransform | None = None) -> None:
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.transform = transform
+
+    def train(self, mode: bool = True) -> Teacher:  # always in eval mode (BN, dropout)
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x if self.transform is None else self.transform(x))
+
+
+def distillation_loss(
+    student: Tensor, teacher: Tensor, temperature: float = DISTILL_TEMPERATURE
+) -> Tensor:
+    """``tau^2 KL(softmax(teacher / tau) || softmax(student / tau))``, the mean over the batch
+    (the ``tau^2`` keeps its gradient on the scale of cross-entropy's)."""
+    target = F.log_softmax(teacher.detach().to(student.dtype) / temperature, dim=1)
+    log_student = F.log_softmax(student / temperature, dim=1)
+    return F.kl_div(log_student, target, reduction="batchmean", log_target=True) * temperature**2
+
+
+def check_distill(distill: Any, temperature: Any = DISTILL_TEMPERATURE) -> float:
+    """``float(distill)`` if it is a weight in [0, 1] and ``temperature`` is > 0, else a
+    TrainingError that says what is wrong."""
+    for name, value, ok, valid in (
+        ("distill", distill, lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+        ("distill temperature", temperature, lambda v: v > 0, "a finite number > 0"),
+    ):
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or not ok(value)):  # fmt: skip
+            raise TrainingError(f"{name} must be {valid}, got {value!r}")
+    return float(distill)
 
 
 def seed_everything(seed: int) -> None:
@@ -238,6 +293,10 @@ def train(
     device: torch.device | str | None = None,
     desc: str = "train",
     sparsity: float = 0.0,
+    teacher: nn.Module | None = None,
+    distill: float = 0.0,
+    distill_temperature: float = DISTILL_TEMPERATURE,
+    augment: str = "none",
 ) -> dict[str, Any]:
     """Train ``model`` in place with cross-entropy; return the history.
 
@@ -264,6 +323,14 @@ def train(
             ``0`` (default) adds nothing; > 0 for a model without sparse ``GCoding`` is
             refused.  A model in sparse coding gets ``train_penalty`` (the mean ``P``
             of the epoch) in its history whatever ``sparsity`` is.
+        teacher, distill, distill_temperature: knowledge distillation (module doc): the
+            loss is ``(1 - distill) CE + distill * tau^2 KL`` against ``teacher``'s
+            logits on the same batch (a :class:`Teacher`, or any module taking the
+            loader's batch; moved to the device, put in eval mode, run without gradients).  ``distill`` in [0, 1], 0 (default) adds
+            nothing; > 0 needs a teacher.
+        augment: ``"none"`` (default) or ``"flip-crop"`` (:mod:`tdsnn.augment`), applied to
+            every training batch before ``input_transform``, drawn from a generator seeded
+            by ``(seed, step)`` (so resumption stays exact).
 
     Returns a dict: ``epochs`` (one record per epoch: train loss/accuracy, eval
     metrics, lr, seconds), ``steps``, ``total_steps``, ``completed``,
@@ -271,6 +338,13 @@ def train(
     """
     if epochs < 0:
         raise TrainingError(f"epochs must be >= 0, got {epochs}")
+    distill = check_distill(distill, distill_temperature)
+    try:
+        augment = check_augment(augment)
+    except TDSNNError as exc:
+        raise TrainingError(str(exc)) from None
+    if distill > 0 and teacher is None:
+        raise TrainingError(f"distill={distill:g} needs a teacher model")
     penalty = _penalty(unwrap(model), sparsity)
     try:
         ctx = context(device if device is not None else _model_device(unwrap(model)))
@@ -278,6 +352,11 @@ def train(
         total_steps = epochs * steps_per_epoch
         path = Path(checkpoint_path) if checkpoint_path is not None else None
         net = wrap_model(model, ctx)
+        if teacher is not None and distill > 0:
+            teacher = teacher.to(ctx.device).eval()
+            distiller = (teacher, distill, float(distill_temperature))
+        else:
+            distiller = None
         opt = build_optimizer(net.parameters(), optimizer, lr, weight_decay)
         sched = build_scheduler(opt, scheduler, total_steps)
         state = _Progress()
@@ -315,8 +394,11 @@ def train(
             )
             tick = time.perf_counter()
             for x, y in batches:
+                if augment != "none":  # seeded per step: the same images when resumed
+                    x = augment_batch(x, augment, 0 if seed is None else seed, step)
                 loss, correct, pen = _step(
-                    net, opt, sched, x, y, ctx.device, input_transform, step, penalty, sparsity
+                    net, opt, sched, x, y, ctx.device, input_transform, step, penalty, sparsity,
+                    distiller,
                 )
                 step += 1
                 state.penalty_sum += pen * len(y)
@@ -406,14 +488,22 @@ def _step(
     step: int,
     penalty=None,
     sparsity: float = 0.0,
+    distiller: tuple[nn.Module, float, float] | None = None,
 ) -> tuple[float, int, float]:
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    raw = x
     if input_transform is not None:
         x = input_transform(x)
     if penalty is not None:
         penalty.clear()
     logits = net(x)
     loss = F.cross_entropy(logits, y)
+    if distiller is not None:
+        teacher, alpha, temperature = distiller
+        with torch.no_grad():
+            target = teacher(raw)
+        soft = distillation_loss(logits, target, temperature)
+        loss = (1.0 - alpha) * loss + alpha * soft
     pen = 0.0
     if penalty is not None:
         value = penalty.value()
