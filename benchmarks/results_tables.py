@@ -48,6 +48,9 @@ SELECT = ROOT / "docs" / "performance" / "sparsity_select.json"  # benchmarks/sp
 SELECT_MARKS = ("<!-- sparse-select:begin -->", "<!-- sparse-select:end -->")
 SELECT_VGG05 = ROOT / "docs" / "performance" / "sparsity_select_vgg05.json"
 SELECT_VGG05_MARKS = ("<!-- vgg05-select:begin -->", "<!-- vgg05-select:end -->")
+SELECT_VGG05_DISTILL = ROOT / "docs" / "performance" / "sparsity_select_vgg05_distill.json"
+SELECT_VGG05_DISTILL_MARKS = ("<!-- vgg05-select-distill:begin -->",
+                              "<!-- vgg05-select-distill:end -->")  # fmt: skip
 VGG_TRADEOFF = ROOT / "docs" / "performance" / "sparsity_tradeoff_vgg.json"
 VGG_TRADEOFF_E4 = ROOT / "docs" / "performance" / "sparsity_tradeoff_vgg_e4.json"
 # L = 8, 4 fine-tuning epochs: LAMBDA 1 and 3, then 1.5 and 2 (two runs of the script)
@@ -198,12 +201,12 @@ def select_table() -> str:
     return "\n".join(lines)
 
 
-def select_vgg05_table() -> str:
+def select_vgg05_table(path: Path = SELECT_VGG05) -> str:
     """LAMBDA of the width-0.5 VGG-11-style network chosen on held-out training images,
     against the paper coding fine-tuned alike (``benchmarks/sparsity_select.py
     --paper-reference``): every setting there, then the paper coding and the chosen
     setting on the test set."""
-    data = json.loads(SELECT_VGG05.read_text())
+    data = json.loads(path.read_text())
     lines = ["| setting | scored on | SNN acc. % | points below the paper coding | spikes per "
              "neuron | events / DNN MACs | agreement with the G-DNN | meets the target |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
@@ -624,7 +627,8 @@ GENERATED = {  # document -> {markers: the function that writes the table betwee
           VGG05_RUN_MARKS: vgg05_run_table,
           INPUT_SCALE_MARKS: input_scale_table,
           SPARSE_RUNS_MARKS: sparse_runs_table, SELECT_MARKS: select_table,
-          SELECT_VGG05_MARKS: select_vgg05_table},
+          SELECT_VGG05_MARKS: select_vgg05_table,
+          SELECT_VGG05_DISTILL_MARKS: lambda: select_vgg05_table(SELECT_VGG05_DISTILL)},
     README: {SPEED_MARKS: speed_table},
     PERFORMANCE: {CERTIFIED_MARKS: certified_speed_table, CONTENTION_MARKS: contention_table,
                   SPOT_MARKS: spot_check_table, PEER_MARKS: peer_sparse_table,

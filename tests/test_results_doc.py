@@ -670,16 +670,19 @@ def test_the_held_out_choice_is_the_rule_applied_to_its_artefacts():
     assert f"DNN error {100 * (1 - test['dnn_top1']):.2f} %" in flat
 
 
-def test_the_vgg05_held_out_choice_is_the_rule_applied_to_its_artefacts():
-    """The width-0.5 VGG-11-style network: held-out rows are the committed evaluations,
-    the chosen LAMBDA is the rule against the paper coding, both documents quote the test."""
-    tables = _tables()
-    data = json.loads(tables.SELECT_VGG05.read_text())
-    folder = ROOT / "docs" / "results" / "vgg05_select"
+def _check_vgg05_choice(data: dict, folder: Path, distill: float) -> tuple[dict, dict, bool]:
+    """A width-0.5 VGG-11-style held-out choice (benchmarks/sparsity_select.py
+    --paper-reference): its rows are the committed evaluations, the chosen LAMBDA is the
+    rule against the paper coding, and the chosen setting's test run is committed.
+    Returns the test rows (chosen, paper) and whether they meet the target."""
     assert data["held_out"] == {"first": 45_000, "count": 5_000} and data["L"] == 8
     paper, rows = data["paper_holdout"], data["holdout"]
     _check_held_out_files(folder, [paper, *rows], 45_000)
     assert [r["coding"] for r in [paper, *rows]] == ["paper"] + ["sparse"] * len(rows)
+    for row in [paper, *rows]:
+        name = "paper" if row["coding"] == "paper" else f"lambda_{row['lambda']:g}"
+        held = json.loads((folder / f"evaluation_holdout_{name}.json").read_text())
+        assert held["reproduce"].get("finetune_distill", 0.0) == distill
     sparsity_select = _bench("sparsity_select")
     assert sparsity_select.choose(rows, paper)["lambda"] == data["chosen_lambda"]
     assert [sparsity_select.meets(r, paper) for r in rows] == [r["meets_targets"] for r in rows]
@@ -688,15 +691,53 @@ def test_the_vgg05_held_out_choice_is_the_rule_applied_to_its_artefacts():
     assert run["split"] == "test" and run["samples"] == 10_000 == paper_test["samples"]
     assert run["sparsity"] == data["chosen_lambda"] and run["events_per_mac"] == test["events_per_mac"]
     assert run["agreement"]["closed_form"] == 1.0 == paper_test["agreement"]
+    assert run["reproduce"].get("finetune_distill", 0.0) == distill
     report = json.loads((folder / "report.json").read_text())
     assert report["evaluation"]["accuracy"] == run["accuracy"]
+    return test, paper_test, sparsity_select.meets(test, paper_test)
+
+
+def _quoting_docs(test: dict, paper_test: dict, reference: str, met_phrase: str, met: bool):
+    """results.md, README.md and performance.md quote the chosen setting's test figures
+    against ``reference``, and say ``met_phrase`` exactly when the target is met; returns
+    their flattened texts."""
+    tables = _tables()
     gap = 100 * (paper_test["snn_top1"] - test["snn_top1"])
     quote = (f"{test['events_per_mac']:.4f}x the DNN's MACs at {gap:.2f} points below the "
-             f"paper coding ({100 * paper_test['snn_top1']:.2f} %)")  # fmt: skip
-    met = sparsity_select.meets(test, paper_test)
+             f"{reference} ({100 * paper_test['snn_top1']:.2f} %)")  # fmt: skip
+    texts = []
     for doc in (tables.DOC, ROOT / "README.md", ROOT / "docs" / "performance.md"):
         flat = doc.read_text().replace("\n", " ")
         assert quote in flat, doc
-        assert ("target is met with the test set read once" in flat) == met, doc
+        assert (met_phrase in flat) == met, doc
+        texts.append(flat)
+    return texts
+
+
+def test_the_vgg05_held_out_choice_is_the_rule_applied_to_its_artefacts():
+    """The width-0.5 VGG-11-style network: held-out rows are the committed evaluations,
+    the chosen LAMBDA is the rule against the paper coding, both documents quote the test."""
+    tables = _tables()
+    data = json.loads(tables.SELECT_VGG05.read_text())
+    test, paper_test, met = _check_vgg05_choice(data, ROOT / "docs" / "results" / "vgg05_select", 0.0)
+    for flat in _quoting_docs(test, paper_test, "paper coding", "target is met with the test "
+                              "set read once", met):  # fmt: skip
         missed = re.search(r"the accuracy half (is )?missed", flat) is not None
-        assert missed == (not met and test["events_per_mac"] <= 0.35), doc
+        assert missed == (not met and test["events_per_mac"] <= 0.35)
+
+
+def test_the_distilled_vgg05_choice_is_the_rule_applied_to_its_artefacts():
+    """The same held-out choice with every fine-tuning distilling the DNN (weight 0.5),
+    from the same DNN as the choice without distillation; the documents quote the chosen
+    setting's test figures."""
+    tables = _tables()
+    data = json.loads(tables.SELECT_VGG05_DISTILL.read_text())
+    plain = json.loads(tables.SELECT_VGG05.read_text())
+    assert data["distill"] == 0.5 and plain.get("distill", 0.0) == 0.0
+    for key in ("held_out", "L", "finetune_epochs", "dnn_epochs", "seed", "arch_kwargs"):
+        assert data[key] == plain[key], key
+    assert data["paper_test"]["dnn_top1"] == plain["paper_test"]["dnn_top1"]  # the same DNN
+    folder = ROOT / "docs" / "results" / "vgg05_select_distill"
+    test, paper_test, met = _check_vgg05_choice(data, folder, 0.5)
+    _quoting_docs(test, paper_test, "paper coding distilled alike",
+                  "with distillation the target is met", met)
