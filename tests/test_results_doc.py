@@ -741,3 +741,17 @@ def test_the_distilled_vgg05_choice_is_the_rule_applied_to_its_artefacts():
     test, paper_test, met = _check_vgg05_choice(data, folder, 0.5)
     _quoting_docs(test, paper_test, "paper coding distilled alike",
                   "with distillation the target is met", met)
+
+
+def test_the_augmented_vgg05_run_is_its_artefact():
+    folder = ROOT / "docs" / "results" / "vgg05_aug"
+    run = json.loads((folder / "evaluation.json").read_text())
+    assert run["samples"] == 10_000 and run["coding"] == "paper" and run["L"] == 8
+    assert run["agreement"] == {"closed_form": 1.0}
+    report = json.loads((folder / "report.json").read_text())
+    assert report["evaluation"]["accuracy"] == run["accuracy"]
+    acc = run["accuracy"]
+    flat = (ROOT / "docs" / "results.md").read_text().replace("\n", " ")
+    assert (f"DNN {100 * acc['dnn']['top1']:.2f} %, G-DNN and SNN "
+            f"{100 * acc['snn']['closed_form']['top1']:.2f} %, 10,000 / 10,000") in flat  # fmt: skip
+    assert acc["gdnn"]["top1"] == acc["snn"]["closed_form"]["top1"]
