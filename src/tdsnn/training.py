@@ -326,8 +326,9 @@ def train(
         teacher, distill, distill_temperature: knowledge distillation (module doc): the
             loss is ``(1 - distill) CE + distill * tau^2 KL`` against ``teacher``'s
             logits on the same batch (a :class:`Teacher`, or any module taking the
-            loader's batch; moved to the device, put in eval mode, run without gradients).  ``distill`` in [0, 1], 0 (default) adds
-            nothing; > 0 needs a teacher.
+            loader's batch; moved to the device, put in eval mode, run without
+            gradients).  ``distill`` in [0, 1], 0 (default) adds nothing; > 0 needs a
+            teacher.
         augment: ``"none"`` (default) or ``"flip-crop"`` (:mod:`tdsnn.augment`), applied to
             every training batch before ``input_transform``, drawn from a generator seeded
             by ``(seed, step)`` (so resumption stays exact).
@@ -394,8 +395,8 @@ def train(
             )
             tick = time.perf_counter()
             for x, y in batches:
-                if augment != "none":  # seeded per step: the same images when resumed
-                    x = augment_batch(x, augment, 0 if seed is None else seed, step)
+                # seeded per step: a resumed run sees the same images ("none": x itself)
+                x = augment_batch(x, augment, 0 if seed is None else seed, step)
                 loss, correct, pen = _step(
                     net, opt, sched, x, y, ctx.device, input_transform, step, penalty, sparsity,
                     distiller,
