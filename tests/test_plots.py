@@ -12,7 +12,6 @@ import tdsnn
 from tdsnn.plots import (
     DPI,
     MAX_RASTER_NEURONS,
-    _subsample,
     global_spike_times,
     inspect_sample,
     layer_offsets,
@@ -21,6 +20,7 @@ from tdsnn.plots import (
     plot_sweep_accuracy,
     plot_sweep_ops,
 )
+from tdsnn.plots.layout import _subsample
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_report import make_evaluation, make_sweep  # noqa: E402

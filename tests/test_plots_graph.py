@@ -252,11 +252,12 @@ def test_histograms_of_a_graph(graph, tmp_path):
     _, _, snn, result = graph
     path = plot_spike_histograms(result, 0, tmp_path / "hist.png", snn)
     assert mpimg.imread(path).ndim == 3
-    from tdsnn.plots import _bounds, _periods
+    from tdsnn.plots.layout import frame_periods
+    from tdsnn.plots.raster import _bounds
 
     offsets = layer_offsets(result, 0)
     g = describe_graph(snn)
-    bounds = _bounds(result, 0, g, offsets, _periods(result, 0, g, offsets))
+    bounds = _bounds(result, 0, g, offsets, frame_periods(result, 0, g, offsets))
     t = [int(v) for v in result.t_il[0]]
     # the input is read first by c1 (its T_il), c1 by c2, c2 by the pool, the pool by fc
     assert [b for b, _ in bounds] == t

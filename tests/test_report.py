@@ -250,7 +250,7 @@ def test_paper_comparison_says_what_is_compared(tmp_path):
 
 
 def test_sparse_coding_is_not_compared_with_the_paper(tmp_path):
-    from tdsnn.plots import _sweep_reference
+    from tdsnn.plots.sweep import _sweep_reference
 
     evaluation = make_evaluation()
     evaluation["coding"] = "sparse"
