@@ -13,7 +13,7 @@ ENGINE = {
 }  # fmt: skip
 WORKFLOW = {
     "data", "training", "pipeline", "stages", "jobs", "runfolder", "rebuild", "report",
-    "plots", "cli", "evaluation", "checkpoint", "distributed", "sparsity", "models",
+    "plots", "cli", "cli_parser", "evaluation", "checkpoint", "distributed", "sparsity", "models",
     "summary", "files", "scales", "process", "augment",
 }  # fmt: skip
 
