@@ -23,7 +23,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .evaluation import graph_line, graph_summary
 from .files import atomic_write
 from .ops import EnergyModel
 from .paper import PaperReference, paper_reference
@@ -45,6 +44,8 @@ from .summary import (  # noqa: F401 - re-exported: the report's public reading 
     conventions,
     errors,
     exact_count,
+    graph_line,
+    graph_summary,
     human_count,
     human_energy,
     ops_summary,

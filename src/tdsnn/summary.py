@@ -1,4 +1,5 @@
 """Reading an evaluation dict: numbers formatted for people, accuracies, agreements,
+the network graph in numbers and in words (:func:`graph_summary`, :func:`graph_line`),
 operation counts per convention, and whether the paper's figures apply.
 
 Shared by :mod:`tdsnn.report` (the Markdown and JSON reports) and :mod:`tdsnn.plots`.
@@ -12,7 +13,6 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .evaluation import graph_summary
 from .ops import CONVENTIONS
 from .paper import PAPER, PaperReference, paper_reference
 
@@ -301,3 +301,66 @@ def _ref_for(evaluation: dict) -> PaperReference | None:
 
 def _span(low: Any, high: Any) -> str:
     return _plain(low) if _num(low) == _num(high) else f"{_plain(low)}{DASH}{_plain(high)}"
+
+
+# ------------------------------------------------------------------- the graph, in words
+
+
+def _whole(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else x
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def graph_summary(evaluation: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluation's network graph in numbers, or None when it has no ``"graph"``
+    (evaluations of chains have none: :func:`evaluate` adds it for graph SNNs only).
+
+    ``{"is_chain", "populations" (count, the input and the output group included),
+    "shortcuts", "identity", "projection", "concatenations", "delay_min", "delay_max"
+    (over every shortcut and sample; None without delays), "delays" ("fixed" with static
+    T_il, "per sample" with dynamic; None without shortcuts or concatenations)}``.
+    """
+    graph = evaluation.get("graph")
+    if not isinstance(graph, dict):
+        return None
+    shortcuts = [c for c in graph.get("shortcuts") or [] if isinstance(c, dict)]
+    kinds = [c.get("kind") for c in shortcuts]
+    delays = [c["delay"] for c in shortcuts if isinstance(c.get("delay"), dict)]
+    lows = [x for x in (_finite(d.get("min")) for d in delays) if x is not None]
+    highs = [x for x in (_finite(d.get("max")) for d in delays) if x is not None]
+    return {
+        "is_chain": bool(graph.get("is_chain", not shortcuts)),
+        "populations": len(graph.get("populations") or []),
+        "shortcuts": len(shortcuts),
+        "identity": kinds.count("identity"),
+        "projection": kinds.count("projection"),
+        "concatenations": len(graph.get("joins") or []),
+        "delay_min": _whole(min(lows)) if lows else None,
+        "delay_max": _whole(max(highs)) if highs else None,
+        "delays": None if not shortcuts and not graph.get("joins") else (
+            "fixed" if evaluation.get("t_il_mode") == "static" else "per sample"),
+    }  # fmt: skip
+
+
+def graph_line(evaluation: dict[str, Any]) -> str | None:
+    """One line on a graph SNN (populations, shortcuts, their delays); None for a chain
+    or an evaluation without a ``"graph"`` entry."""
+    g = graph_summary(evaluation)
+    if g is None or g["is_chain"]:
+        return None
+    text = (
+        f"graph SNN: {g['populations']} populations (input and output group included), "
+        f"{_plural(g['shortcuts'], 'shortcut connection')} ({g['identity']} identity, "
+        f"{g['projection']} projection)"
+    )
+    if g["concatenations"]:
+        text += f", {_plural(g['concatenations'], 'concatenation')}"
+    if g["delay_min"] is not None:
+        low, high = g["delay_min"], g["delay_max"]
+        span = f"{low}" if low == high else f"{low}\u2013{high}"
+        text += (f"; shortcut delays fixed, {span} steps (static T_il)" if g["delays"] == "fixed"
+                 else f"; shortcut delays {span} steps, per sample (dynamic T_il)")
+    return text
