@@ -27,6 +27,7 @@ def is_maxpool_name(name: str) -> bool:
 
 
 def check_index(result: SNNResult, index: int) -> int:
+    """``index`` as a position in the batch (negative counts from the end), or IndexError."""
     batch = int(result.t_il.shape[0])
     if not -batch <= index < batch:
         raise IndexError(f"sample index {index} is out of range for a batch of {batch}")
