@@ -71,12 +71,9 @@ def log(*args) -> None:
 
 
 def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    match = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    return match.group(1).strip() if match else (platform.processor() or "unknown")
+    from tdsnn.process import cpu_model as model
+
+    return model()
 
 
 def usable_cores() -> int:

@@ -4,7 +4,8 @@ that every setting tried is on record next to the one quoted.
     python benchmarks/sparse_runs.py runs/sparse_lenet_0.1 runs/sparse_lenet_0.15 ... \\
         --json docs/results/sparse_lenet/runs.json
 
-For each folder: the penalty LAMBDA and the fine-tuning epochs (from ``gdnn_L5.json``),
+For each folder: the penalty LAMBDA, the earliest spike time ``min_time`` (1 for runs made
+before it existed) and the fine-tuning epochs (from ``gdnn_L5.json``),
 and from ``evaluation.json`` the DNN and SNN errors, spikes per neuron, synaptic events
 per image and per DNN multiply-accumulate, and each simulator's agreement with the G-DNN.
 Nothing is recomputed: the figures are the runs' own.
@@ -29,6 +30,7 @@ def summary(run: Path) -> dict:
     return {
         "run": run.name,
         "lambda": meta["sparsity"],
+        "min_time": meta.get("min_time", 1),
         "finetune_epochs": len(meta["history"]),
         "samples": ev["samples"],
         "dnn_error": 1 - ev["accuracy"]["dnn"]["top1"],
@@ -47,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT, help=f"default {DEFAULT}")
     args = parser.parse_args(argv)
     rows = sorted((summary(run) for run in args.runs),
-                  key=lambda r: (r["lambda"], r["finetune_epochs"]))  # fmt: skip
+                  key=lambda r: (r["lambda"], r["min_time"], r["finetune_epochs"]))  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"runs": rows}, indent=1) + "\n")
     for r in rows:
-        print(f"LAMBDA {r['lambda']:g}, {r['finetune_epochs']} epochs: SNN error "
+        print(f"LAMBDA {r['lambda']:g}, min_time {r['min_time']}, {r['finetune_epochs']} epochs: SNN error "
               f"{100 * max(r['snn_error'].values()):.2f} %, {r['spikes_per_neuron']:.3f} spikes "
               f"per neuron, {r['events_per_mac']:.3f}x the DNN's MACs")  # fmt: skip
     print(f"wrote {args.json}")

@@ -78,7 +78,7 @@ def choose(rows: list[dict[str, Any]], paper: dict[str, Any] | None = None) -> d
 def _one(
     dnn_dir: Path, work: Path, *, coding: str, lam: float, L: float, epochs: int,
     holdout: int, activation_scales: str | None, progress: bool, distill: float = 0.0,
-    resume: bool = False,
+    resume: bool = False, min_time: int = 1,
 ) -> dict[str, Any]:
     """Fine-tune one setting from a copy of the DNN, convert it, score it on the held-out
     images (with ``resume``: reuse that score if the folder has it, made alike)."""  # fmt: skip
@@ -86,22 +86,27 @@ def _one(
     from tdsnn.runfolder import l_tag
 
     done = work / f"evaluation_holdout_{l_tag(L)}.json"
-    if resume and done.is_file() and _made_alike(work, dnn_dir, L, epochs, coding, lam, distill):
+    setting = {"coding": coding, "lambda": lam, **({"min_time": min_time} if min_time > 1 else {})}
+    if resume and done.is_file() and _made_alike(work, dnn_dir, L, epochs, coding, lam, distill,
+                                                 min_time):  # fmt: skip
         held = json.loads(done.read_text())
         if held.get("samples") == holdout:
-            return {"coding": coding, "lambda": lam, **summary(held), "seconds": 0.0,
-                    "reused": True}  # fmt: skip
+            return {**setting, **summary(held), "seconds": 0.0, "reused": True}
     work.mkdir(parents=True, exist_ok=True)
     for name in ("dnn.safetensors", "dnn.json"):
         shutil.copy2(dnn_dir / name, work / name)
     start = time.perf_counter()
     finetune(work, L=L, epochs=epochs, coding=coding, sparsity=lam, force=True,
-             activation_scales=activation_scales, progress=progress, distill=distill)  # fmt: skip
+             activation_scales=activation_scales, progress=progress, distill=distill,
+             min_time=min_time)  # fmt: skip
     convert_run(work, L=L)
     held = evaluate_run(work, L=L, backends=("closed_form",), limit=holdout, split="holdout",
                         progress=progress)  # fmt: skip
-    return {"coding": coding, "lambda": lam, **summary(held),
-            "seconds": time.perf_counter() - start}  # fmt: skip
+    return {**setting, **summary(held), "seconds": time.perf_counter() - start}
+
+
+def _folder(lam: float, min_time: int) -> str:
+    return f"lambda_{lam:g}" + (f"_t{min_time}" if min_time > 1 else "")
 
 
 def select(
@@ -125,8 +130,10 @@ def select(
     distill: float = 0.0,
     dnn: Path | None = None,
     resume: bool = False,
+    min_time: int = 1,
 ) -> dict[str, Any]:
-    """Steps 1-4 of the module doc; returns the artefact.  ``distill``: every fine-tuning
+    """Steps 1-4 of the module doc; returns the artefact.  ``min_time``: every sparse setting's
+    earliest spike time (``tdsnn.prepare``; the paper reference has none).  ``distill``: every fine-tuning
     (the paper reference's too) distils the DNN with this weight; ``dnn``: a run folder
     whose DNN was trained as step 1 would train it (checked), used instead of training;
     ``resume``: settings already scored on the held-out images alike are not redone."""
@@ -154,7 +161,8 @@ def select(
              if paper_reference else None)  # fmt: skip
     rows = []
     for lam in lambdas:
-        row = _one(dnn_dir, out / f"lambda_{lam:g}", coding="sparse", lam=lam, **common)
+        row = _one(dnn_dir, out / _folder(lam, min_time), coding="sparse", lam=lam,
+                   min_time=min_time, **common)  # fmt: skip
         rows.append({**row, "meets_targets": meets(row, paper)})
     chosen = choose(rows, paper)
 
@@ -166,7 +174,7 @@ def select(
             row["agreement_clocked"] = test["agreement"]["clocked"]
         return row
 
-    test = scored(out / f"lambda_{chosen['lambda']:g}", test_backends)
+    test = scored(out / _folder(chosen["lambda"], min_time), test_backends)
     paper_test = scored(out / "paper", ("closed_form",)) if paper is not None else None
     test["meets_targets"] = meets(test, paper_test)
     return {
@@ -176,6 +184,7 @@ def select(
         "L": L,
         "finetune_epochs": epochs,
         "distill": distill,
+        "min_time": min_time,
         "dnn_epochs": dnn_epochs,
         "activation_scales": activation_scales,
         "seed": seed,
@@ -193,7 +202,7 @@ def select(
 
 
 def _made_alike(work: Path, dnn_dir: Path, L: float, epochs: int, coding: str, lam: float,
-                distill: float) -> bool:  # fmt: skip
+                distill: float, min_time: int = 1) -> bool:  # fmt: skip
     """Whether ``work`` holds a fine-tuning of this setting from this very DNN."""
     from tdsnn.runfolder import l_tag
 
@@ -203,7 +212,8 @@ def _made_alike(work: Path, dnn_dir: Path, L: float, epochs: int, coding: str, l
     except (OSError, KeyError, ValueError):
         return False
     want = {"L": L, "epochs": epochs, "coding": coding, "sparsity": lam, "distill": distill}
-    return same_dnn and all(recipe.get(k) == v for k, v in want.items())
+    return (same_dnn and all(recipe.get(k) == v for k, v in want.items())
+            and recipe.get("min_time", 1) == min_time)  # fmt: skip
 
 
 def _check_dnn(run: Path, **expected: Any) -> None:
@@ -219,20 +229,25 @@ def _check_dnn(run: Path, **expected: Any) -> None:
         raise SystemExit(f"--dnn {run}: trained otherwise than asked (got, asked): {wrong}")
 
 
+def _name(row: dict[str, Any]) -> str:
+    k = row.get("min_time", 1)
+    return f"LAMBDA {row['lambda']:g}" + (f", k {k}" if k > 1 else "")
+
+
 def table(data: dict[str, Any]) -> str:
     """The printed table: every setting on the held-out images, then the chosen on test
     (the paper coding beside each, where it is the reference)."""
-    head = (f"{'setting':>14}{'images':>10}{'SNN err. %':>12}{'spikes/neuron':>15}"
+    head = (f"{'setting':>20}{'images':>10}{'SNN err. %':>12}{'spikes/neuron':>15}"
             f"{'events/MAC':>12}{'targets':>9}")  # fmt: skip
     lines = [head, "-" * len(head)]
-    chosen = f"LAMBDA {data['chosen_lambda']:g}"
+    chosen = _name({"lambda": data["chosen_lambda"], "min_time": data.get("min_time", 1)})
     rows = [(data["paper_holdout"], "paper", "held out")] if data["paper_holdout"] else []
-    rows += [(r, f"LAMBDA {r['lambda']:g}", "held out") for r in data["holdout"]]
+    rows += [(r, _name(r), "held out") for r in data["holdout"]]
     rows += [(data["paper_test"], "paper", "test")] if data["paper_test"] else []
     rows += [(data["test"], chosen, "test")]
     for r, name, where in rows:
         mark = "" if name == "paper" else ("met" if r["meets_targets"] else "missed")
-        lines.append(f"{name:>14}{where:>10}{100 * (1 - r['snn_top1']):>12.2f}"
+        lines.append(f"{name:>20}{where:>10}{100 * (1 - r['snn_top1']):>12.2f}"
                      f"{r['spikes_per_neuron']:>15.3f}{r['events_per_mac']:>12.3f}{mark:>9}")  # fmt: skip
     return "\n".join(lines)
 
@@ -265,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="distil the DNN in every fine-tuning with this weight (default 0)")
     parser.add_argument("--dnn", type=Path,
                         help="a run folder with the step-1 DNN already trained (checked)")
+    parser.add_argument("--min-time", type=int, default=1,
+                        help="every sparse setting's earliest spike time (default 1)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the held-out scores of settings already fine-tuned alike in --out")
     parser.add_argument("--json", type=Path, default=JSON_OUT, help=f"default {JSON_OUT}")
@@ -276,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                   model=args.model, arch_kwargs=args.arch_kwargs,
                   activation_scales=args.activation_scale, paper_reference=args.paper_reference,
                   test_backends=args.test_backends, distill=args.distill, dnn=args.dnn,
-                  resume=args.resume)  # fmt: skip
+                  resume=args.resume, min_time=args.min_time)  # fmt: skip
     print(table(data))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, indent=2) + "\n")

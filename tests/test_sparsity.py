@@ -181,6 +181,37 @@ def test_sparse_coding_through_finetune_convert_evaluate(trained, tmp_path, caps
         P.finetune(run, L=5.0, epochs=1, progress=False, coding="paper")
 
 
+def test_min_time_through_finetune_convert_evaluate_report(trained, tmp_path, capsys):
+    """``--min-time`` is recorded by finetune, rebuilt by convert and evaluate (both
+    simulators agree with the G-DNN), stated by the report, and part of the recipe."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns(".tdsnn.lock"))
+    assert run_cli("finetune", "--from", run, "--epochs", "1", "--coding", "sparse",
+                   "--min-time", "3", "--quiet", "--threads", "1") == 0  # fmt: skip
+    gdnn_meta = json.loads((run / "gdnn_L5.json").read_text())["metadata"]
+    assert gdnn_meta["min_time"] == 3 and gdnn_meta["finetune"]["min_time"] == 3
+    gdnn, _ = tdsnn.rebuild.load_gdnn(run)
+    assert gdnn.min_time == 3
+    assert [m.min_time for m in gdnn.modules() if isinstance(m, tdsnn.coding.GCoding)][1:] == [3] * 3
+    assert run_cli("convert", "--from", run) == 0
+    snn, _ = tdsnn.rebuild.load_snn(run)
+    assert {layer.min_time for layer in snn.synapse_layers} == {3}
+    assert run_cli("evaluate", "--from", run, "--quiet", "--threads", "1") == 0
+    evaluation = json.loads((run / "evaluation.json").read_text())
+    assert evaluation["reproduce"]["min_time"] == 3
+    assert evaluation["agreement"] == {"closed_form": 1.0, "clocked": 1.0}
+    result = snn.run(torch.rand(4, 1, 28, 28) * 4, backend="closed_form")
+    assert all(bool(((t < 0) | (t >= 3)).all()) for t in result.spike_times[1:])
+    capsys.readouterr()
+    assert run_cli("report", "--from", run) == 0
+    assert "silent below local time 3" in (run / "report.md").read_text()
+    # another min_time is another recipe: an unfinished state of this one is not resumed
+    with pytest.raises(P.PipelineError, match="already|exists|force"):
+        P.finetune(run, L=5.0, epochs=1, progress=False, coding="sparse", min_time=2)
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -190,6 +221,11 @@ def test_sparse_coding_through_finetune_convert_evaluate(trained, tmp_path, caps
         (["finetune", "--coding", "dense"], "invalid choice"),
         (["run", "--sparsity", "1", "--epochs", "0"], "--coding sparse"),
         (["sweep", "--L", "5", "--sparsity", "1"], "--coding sparse"),
+        (["finetune", "--min-time", "2"], "--coding sparse"),
+        (["finetune", "--coding", "sparse", "--min-time", "0"], "integer in 1..2**24"),
+        (["finetune", "--coding", "sparse", "--min-time", "1.5"], "integer in 1..2**24"),
+        (["run", "--min-time", "3", "--epochs", "0"], "--coding sparse"),
+        (["sweep", "--L", "5", "--min-time", "2"], "--coding sparse"),
     ],
 )
 def test_bad_sparse_options_exit_2_with_one_line(tmp_path, capsys, argv, expected):

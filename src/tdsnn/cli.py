@@ -89,7 +89,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
         model_spec=args.model_spec, coding=args.coding, sparsity=args.sparsity,
-        distill=args.distill, augment=args.augment,
+        distill=args.distill, augment=args.augment, min_time=args.min_time,
     )  # fmt: skip
     _say_stage(meta, gdnn_path(args.run, args.L), f"G-DNN (L={args.L:g}, {args.coding} coding)")
     return 0
@@ -140,7 +140,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir,
         max_steps=args.max_steps, checkpoint_every=args.checkpoint_every,
         model_spec=args.model_spec, coding=args.coding, sparsity=args.sparsity,
-        distill=args.distill, augment=args.augment,
+        distill=args.distill, augment=args.augment, min_time=args.min_time,
     )  # fmt: skip
     print0(f"{'L':>5}{'G-DNN err %':>13}{'SNN err %':>11}{'agreement':>11}{'latency':>9}")
     for r in results:
@@ -188,6 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         calibrate=args.calibrate, limit=args.test_limit, inspect_index=args.inspect_index,
         resume=args.resume, force=args.force, progress=_progress(args), device=args.device,
         coding=args.coding, sparsity=args.sparsity, distill=args.distill, log=print0,
+        min_time=args.min_time,
         **_train_kwargs(args),
     )  # fmt: skip
     print0(format_table(result))

@@ -109,6 +109,7 @@ def _checked(cast: Callable[[str], Any], valid: Callable[[Any], bool], what: str
 
 _positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 _count = _checked(int, lambda v: v >= 0, "an integer >= 0")
+_min_time = _checked(int, lambda v: 1 <= v <= 2**24, "an integer in 1..2**24")
 _positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 _non_negative_float = _checked(
     float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"
@@ -250,6 +251,15 @@ def _finetune_options(parser: argparse.ArgumentParser, *, in_run: bool) -> None:
         "activations to silence (a finite number >= 0, default 0; > 0 needs --coding sparse)",
     )
     group.add_argument(
+        "--min-time",
+        type=_min_time,
+        default=1,
+        metavar="K",
+        help="sparse coding (beyond the paper): a hidden neuron whose spike would come before "
+        "local time K stays silent, i.e. the first K-1 levels are silenced too (an integer "
+        ">= 1, default 1: only values <= 0 are silent; > 1 needs --coding sparse)",
+    )
+    group.add_argument(
         "--augment",
         choices=("none", "flip-crop"),
         default="none",
@@ -280,10 +290,11 @@ def _coding_check(parser: argparse.ArgumentParser) -> None:
 
 
 def check_sparsity(args: argparse.Namespace) -> None:
-    """Refuse --sparsity > 0 without --coding sparse before any work starts."""
-    from .pipeline import check_sparsity_options
+    """Refuse --sparsity > 0 or --min-time > 1 without --coding sparse before any work starts."""
+    from .pipeline import check_min_time_option, check_sparsity_options
 
     check_sparsity_options(args.coding, args.sparsity)
+    check_min_time_option(getattr(args, "min_time", 1), args.coding)
 
 
 def _add(subparsers, name: str, help_text: str, description: str) -> argparse.ArgumentParser:

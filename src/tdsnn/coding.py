@@ -71,6 +71,35 @@ def check_coding(coding: object) -> str:
     return coding
 
 
+def check_min_time(min_time: object, coding: str = "sparse") -> int:
+    """The earliest local time at which a hidden neuron may spike (sparse coding).
+
+    A neuron whose spike time ``T(x)`` would be below ``min_time`` stays silent: ``1``
+    (the default) silences exactly the values ``x <= 0``; ``k > 1`` also the values of
+    the first ``k - 1`` levels, ``x <= exp((k - 1)/L) - 1``.  The paper coding has no
+    silent neurons, so it accepts only 1.
+    """
+    if isinstance(min_time, bool) or not isinstance(min_time, numbers.Integral):
+        raise ConversionError(f"min_time must be an integer >= 1, got {min_time!r}")
+    value = int(min_time)
+    if not 1 <= value <= FLOAT32_EXACT:
+        raise ConversionError(f"min_time must be an integer in [1, {FLOAT32_EXACT}], got {value}")
+    if value != 1 and coding != "sparse":
+        raise ConversionError(
+            f"min_time={value} silences neurons, which only coding='sparse' has; "
+            "the paper coding fires every neuron (min_time=1)"
+        )
+    return value
+
+
+def silence_level(L: float, min_time: int = 1) -> tuple[float, float]:
+    """Where the silent range of ``G_s`` ends, and the width of the first active level:
+    ``(exp((k - 1)/L) - 1, exp(k/L) - exp((k - 1)/L))`` for ``k = min_time`` (``(0, e^{1/L} -
+    1)`` for ``k = 1``).  The straight-through gradient and the sparsity penalty use both."""
+    edge = math.expm1((min_time - 1) / L)
+    return edge, math.exp(min_time / L) - math.exp((min_time - 1) / L)
+
+
 def spike_time(x: Tensor, L: float) -> Tensor:
     """T(x) of eq. (10) as an int64 tensor; non-positive values fire at 0.
 
@@ -103,15 +132,17 @@ def spike_value(t: Tensor, L: float, dtype: torch.dtype = torch.float64) -> Tens
     return torch.mul(t.to(dtype), 1.0 / check_leak(L)).exp_()
 
 
-def g_activation(x: Tensor, L: float, coding: str = "paper") -> Tensor:
+def g_activation(x: Tensor, L: float, coding: str = "paper", min_time: int = 1) -> Tensor:
     """G(x) = exp(T(x)/L) (eq. 11), in the dtype of ``x``, without a gradient.
 
-    Sparse coding: ``G_s(x) = 0`` for ``x <= 0`` (a silent neuron), ``G(x)`` otherwise.
+    Sparse coding: ``G_s(x) = 0`` for ``x <= 0`` (a silent neuron), ``G(x)`` otherwise;
+    with ``min_time = k > 1``, 0 wherever ``T(x) < k`` (:func:`check_min_time`).
     """
     L = check_leak(L)
-    g = torch.ceil(L * torch.log1p(torch.clamp(x, min=0))).mul_(1.0 / L).exp_()
+    t = torch.ceil(L * torch.log1p(torch.clamp(x, min=0)))
+    g = torch.mul(t, 1.0 / L).exp_() if min_time > 1 else t.mul_(1.0 / L).exp_()
     if coding == "sparse":
-        g.masked_fill_(x <= 0, 0.0)
+        g.masked_fill_(x <= 0 if min_time == 1 else t < min_time, 0.0)
     return g
 
 
@@ -133,42 +164,50 @@ class _GStraightThrough(torch.autograd.Function):
 
     Sparse coding adds the jump at 0 (from 0 to ``exp(1/L)``) spread as a triangle of
     half-width ``w = exp(1/L) - 1`` (the first level's width) around 0, so that
-    fine-tuning sees that silencing a neuron, or waking it, changes its output.
+    fine-tuning sees that silencing a neuron, or waking it, changes its output.  With
+    ``min_time = k > 1`` the silent range ends at ``e = exp((k-1)/L) - 1`` instead: the
+    gradient of ``1 + x`` above ``e``, and the jump (0 to ``exp(k/L)``) as a triangle of
+    the level's width around ``e`` (:func:`silence_level`).
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, L: float, coding: str) -> Tensor:  # noqa: D401 - autograd API
+    def forward(ctx, x: Tensor, L: float, coding: str, min_time: int = 1) -> Tensor:  # noqa: D401
         ctx.save_for_backward(x)
-        ctx.L, ctx.coding = L, coding
-        return g_activation(x, L, coding)
+        ctx.L, ctx.coding, ctx.min_time = L, coding, min_time
+        return g_activation(x, L, coding, min_time)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
         (x,) = ctx.saved_tensors
-        grad = (x > 0).to(grad_output.dtype)
-        if ctx.coding == "sparse":
-            width = math.expm1(1.0 / ctx.L)
-            jump = math.exp(1.0 / ctx.L)
-            grad = grad + (1.0 - x.abs() / width).clamp_(min=0).mul_(jump / width)
-        return grad_output * grad, None, None
+        if ctx.coding != "sparse":
+            return grad_output * (x > 0).to(grad_output.dtype), None, None, None
+        edge, width = silence_level(ctx.L, ctx.min_time)
+        jump = math.exp(ctx.min_time / ctx.L)
+        grad = (x > edge).to(grad_output.dtype)
+        grad = grad + (1.0 - (x - edge).abs() / width).clamp_(min=0).mul_(jump / width)
+        return grad_output * grad, None, None, None
 
 
-def g_straight_through(x: Tensor, L: float, coding: str = "paper") -> Tensor:
+def g_straight_through(x: Tensor, L: float, coding: str = "paper", min_time: int = 1) -> Tensor:
     """G(x) with a straight-through gradient, for training the G-DNN (Figure 2)."""
-    return _GStraightThrough.apply(x, check_leak(L), check_coding(coding))
+    coding = check_coding(coding)
+    return _GStraightThrough.apply(x, check_leak(L), coding, check_min_time(min_time, coding))
 
 
 class GCoding(nn.Module):
     """The activation G of eq. (11) (or ``G_s`` in sparse coding), placed before every
-    synapse layer of a G-DNN."""
+    synapse layer of a G-DNN.  ``min_time``: sparse coding's earliest spike time of the
+    neurons it encodes (:func:`check_min_time`; the network input's G keeps 1)."""
 
-    def __init__(self, L: float = 5.0, coding: str = "paper") -> None:
+    def __init__(self, L: float = 5.0, coding: str = "paper", min_time: int = 1) -> None:
         super().__init__()
         self.L = check_leak(L)
         self.coding = check_coding(coding)
+        self.min_time = check_min_time(min_time, self.coding)
 
     def forward(self, x: Tensor) -> Tensor:
-        return g_straight_through(x, self.L, self.coding)
+        return g_straight_through(x, self.L, self.coding, self.min_time)
 
     def extra_repr(self) -> str:
-        return f"L={self.L:g}" + (", coding='sparse'" if self.coding == "sparse" else "")
+        text = f"L={self.L:g}" + (", coding='sparse'" if self.coding == "sparse" else "")
+        return text + (f", min_time={self.min_time}" if self.min_time != 1 else "")

@@ -54,6 +54,7 @@ def _snn_layers(prepared: GDNN, maxpool: str = "simplified") -> list[nn.Module]:
                     f"G before '{name}' has coding {previous.coding!r}, the G-DNN "
                     f"{prepared.coding!r}; build the model with tdsnn.prepare"
                 )
+            _check_min_time(previous, prepared, f"before '{name}'", first=seen == 0)
             seen += 1
             layers.append(SpikingSynapse(module, prepared.L, seen == synapse_count, name))
         elif isinstance(module, nn.MaxPool2d) and maxpool == "leaky":
@@ -71,6 +72,18 @@ def _snn_layers(prepared: GDNN, maxpool: str = "simplified") -> list[nn.Module]:
             )
         previous = module
     return layers
+
+
+def _check_min_time(g: nn.Module, prepared: nn.Module, where: str, first: bool) -> None:
+    """The G of the network input keeps ``min_time`` 1; every other G has the G-DNN's
+    (the SNN applies one ``min_time`` to all hidden neurons)."""
+    wanted = 1 if first else getattr(prepared, "min_time", 1)
+    if getattr(g, "min_time", 1) != wanted:
+        what = "the network input" if first else "hidden neurons"
+        raise UnsupportedModelError(
+            f"G {where} (of {what}) has min_time={g.min_time}, expected {wanted}; build the "
+            "model with tdsnn.prepare(..., min_time=k)"
+        )
 
 
 def _graph_layers(prepared: GraphGDNN, maxpool: str) -> tuple[list[nn.Module], list[tuple[int, ...]]]:
@@ -109,6 +122,7 @@ def _graph_layers(prepared: GraphGDNN, maxpool: str) -> tuple[list[nn.Module], l
                     f"G '{name}' has L={module.L}, coding {module.coding!r}; the G-DNN "
                     f"L={prepared.L}, {prepared.coding!r}; build the model with tdsnn.prepare"
                 )
+            _check_min_time(module, prepared, f"'{name}'", first=inputs[0] == INPUT)
             slot[name] = slot[inputs[0]]
         elif isinstance(module, nn.ReLU):
             slot[name] = slot[inputs[0]]
@@ -203,10 +217,12 @@ def convert(
         layers, sources = _graph_layers(prepared, maxpool)
     else:
         layers, sources = _snn_layers(prepared, maxpool), None
+    min_time = getattr(prepared, "min_time", 1)
     for layer in layers:
         for module in layer.modules():
             if hasattr(module, "coding"):
                 module.coding = coding
+                module.min_time = min_time
     snn = SNN(layers, L, coding=coding, sources=sources)
     snn.eval()
     n_synapse = len(snn.synapse_layers)

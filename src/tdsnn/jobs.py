@@ -22,6 +22,7 @@ from .distributed import barrier, context
 from .evaluation import BACKENDS, describe_graph
 from .pipeline import (
     DEFAULTS,
+    check_min_time_option,
     check_sparsity_options,
     convert_run,
     evaluate_run,
@@ -97,7 +98,8 @@ def sweep(
     for L in Ls:
         done = work / f"evaluation_{l_tag(L)}.json"
         if resume and done.is_file() and snn_path(work, L).is_file() and (
-            _coding_of(done) == (coding, sparsity, float(finetune_kwargs.get("distill", 0.0)))
+            _coding_of(done) == (coding, sparsity, float(finetune_kwargs.get("distill", 0.0)),
+                                 int(finetune_kwargs.get("min_time", 1)))
         ):
             results.append(read_json(done, "", dict))
         else:
@@ -127,13 +129,15 @@ def sweep(
     return results
 
 
-def _coding_of(evaluation_file: Path) -> tuple[str, float, float]:
-    """Coding, sparsity and teacher weight of a saved evaluation's fine-tuning (paper, 0, 0
-    for one made before sparse coding and distillation)."""
+def _coding_of(evaluation_file: Path) -> tuple[str, float, float, int]:
+    """Coding, sparsity, teacher weight and ``min_time`` of a saved evaluation's fine-tuning
+    (paper, 0, 0, 1 for one made before sparse coding, distillation and ``min_time``)."""
     saved = read_json(evaluation_file, "", dict)
     recorded = saved.get("reproduce")
-    distill = recorded.get("finetune_distill", 0.0) if isinstance(recorded, dict) else 0.0
-    return str(saved.get("coding", "paper")), saved.get("sparsity", 0.0), distill
+    recorded = recorded if isinstance(recorded, dict) else {}
+    distill = recorded.get("finetune_distill", 0.0)
+    return (str(saved.get("coding", "paper")), saved.get("sparsity", 0.0), distill,
+            recorded.get("min_time", 1))  # fmt: skip
 
 
 def sweep_dir(run_dir: str | os.PathLike[str]) -> Path:
@@ -344,6 +348,7 @@ def run_all(
     sparsity: float = 0.0,
     distill: float = 0.0,
     log: Callable[[str], None] = print,
+    min_time: int = 1,
     **train_kwargs: Any,
 ) -> dict[str, Any]:
     """The main job: train, fine-tune at L, convert, evaluate, report and inspect one sample.
@@ -351,10 +356,12 @@ def run_all(
     With ``resume`` a finished stage (its final checkpoint exists) is skipped and an
     unfinished one continues from its training state.  Returns the evaluation dict
     with ``timing_s`` extended by the wall time of every stage.  ``coding``,
-    ``sparsity`` and ``distill`` are the G-DNN's fine-tuning (:func:`tdsnn.pipeline.finetune`);
-    ``augment`` (in ``train_kwargs``) applies to training and fine-tuning alike.
+    ``sparsity``, ``distill`` and ``min_time`` are the G-DNN's fine-tuning
+    (:func:`tdsnn.pipeline.finetune`); ``augment`` (in ``train_kwargs``) applies to
+    training and fine-tuning alike.
     """
     coding, sparsity = check_sparsity_options(coding, sparsity)
+    min_time = check_min_time_option(min_time, coding)
     L = check_L(L)
     out = Path(out_dir)
     spec = train_kwargs.get("model_spec")
@@ -378,12 +385,14 @@ def run_all(
         log(f"[2/5] prepare at L={L:g} (input scale {input_scale:g}, {coding} coding) and "
             f"fine-tune {finetune_epochs} epochs"
             + (f", sparsity {sparsity:g}" if sparsity else "")
+            + (f", silent below t = {min_time}" if min_time > 1 else "")
             + (f", distilling the DNN ({distill:g})" if distill else ""))  # fmt: skip
         meta = finetune(
             out, L=L, epochs=finetune_epochs, lr=finetune_lr, input_scale=input_scale,
             activation_scales=activation_scales, resume=resume, force=force,
             progress=progress, device=device, model_spec=spec, coding=coding,
             sparsity=sparsity, distill=distill, augment=train_kwargs.get("augment", "none"),
+            min_time=min_time,
         )  # fmt: skip
         if meta["metrics"]:
             log(f"      G-DNN test accuracy {meta['metrics'].get('eval_top1', float('nan')):.4f}")

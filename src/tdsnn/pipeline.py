@@ -46,6 +46,7 @@ from .data import to_float
 from .distributed import context
 from .errors import TDSNNError
 from .evaluation import BACKENDS, InputSpec, evaluate
+from .process import cpu_model
 from .rebuild import (
     ModelSource,
     build_architecture,
@@ -236,6 +237,7 @@ def finetune(
     distill: float = 0.0,
     distill_temperature: float = DISTILL_TEMPERATURE,
     augment: str = "none",
+    min_time: int = 1,
 ) -> dict[str, Any]:
     """Prepare the run's DNN at ``L`` and re-train the G-DNN (Figure 2, second step).
 
@@ -249,11 +251,13 @@ def finetune(
     times cross-entropy plus ``distill`` times the temperature-``distill_temperature``
     distillation loss against the DNN's logits on the same images
     (:func:`tdsnn.training.distillation_loss`; beyond the paper).  ``augment`` as for
-    :func:`train_dnn`.
+    :func:`train_dnn`.  ``min_time`` (sparse coding, beyond the paper): hidden neurons
+    whose spike time would be below it stay silent (:func:`tdsnn.prepare`).
     """
     augment = _checked_augment(augment)
     L = check_L(L)
     coding, sparsity = check_sparsity_options(coding, sparsity)
+    min_time = check_min_time_option(min_time, coding)
     try:
         distill = check_distill(distill, distill_temperature)
     except TrainingError as exc:
@@ -280,6 +284,7 @@ def finetune(
     gdnn = tdsnn_prepare(
         dnn, L, input_mean=mean, input_std=std, input_scale=input_scale,
         activation_scales=activation_scales, compensate=compensate, coding=coding,
+        min_time=min_time,
     )  # fmt: skip
     recipe = {
         "epochs": epochs,
@@ -296,6 +301,7 @@ def finetune(
         "compensate": compensate,
         "coding": coding,
         "sparsity": sparsity,
+        "min_time": min_time,
         "distill": distill,
         "distill_temperature": float(distill_temperature),
         "augment": augment,
@@ -316,6 +322,7 @@ def finetune(
             "compensate": compensate,
             "coding": coding,
             "sparsity": sparsity,
+            "min_time": min_time,
             "train_limit": train_limit,
             "test_limit": test_limit,
             "dnn_metrics": dnn_meta.get("metrics", {}),
@@ -360,6 +367,16 @@ def _checked_augment(augment: Any) -> str:
         return check_augment(augment)
     except TDSNNError as exc:
         raise PipelineError(str(exc)) from None
+
+
+def check_min_time_option(min_time: Any, coding: str) -> int:
+    """``min_time`` as an int if valid for ``coding``, else a PipelineError."""
+    from .coding import check_min_time
+
+    try:
+        return check_min_time(min_time, coding)
+    except TDSNNError as exc:
+        raise PipelineError(f"{exc} (--min-time needs --coding sparse)") from None
 
 
 def check_sparsity_options(coding: Any, sparsity: Any) -> tuple[str, float]:
@@ -490,9 +507,11 @@ def evaluate_run(
         "train_seed": _recorded_seed(dnn_meta),
         "finetune_seed": _recorded_seed(gdnn_meta),
         "finetune_distill": float((gdnn_meta.get("finetune") or {}).get("distill", 0.0)),
+        "min_time": int(snn_meta.get("min_time", 1)),  # sparse coding's earliest spike time
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "device": str(context(device).device),
+        "cpu": cpu_model(),  # float32 training reproduces on the same kind of CPU
     }
     result["split"] = split
     if split == "holdout":

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .coding import GCoding, check_coding, check_leak
+from .coding import GCoding, check_coding, check_leak, check_min_time
 from .errors import UnsupportedModelError
 from .folding import fold_batchnorm, fold_input_affine, scale_input, scale_output
 from .junctions import GlobalAvgPool
@@ -35,7 +35,8 @@ class GDNN(nn.Sequential):
     Attributes: ``L`` (leak constant), ``input_scale`` (the spiking input is
     ``input_scale * pixel/255``-style data in ``[0, input_scale]``),
     ``activation_scales`` (per hidden synapse layer, already folded) and ``coding``
-    (``"paper"`` or ``"sparse"``).
+    (``"paper"`` or ``"sparse"``), ``min_time`` (sparse coding: the earliest spike time
+    of a hidden neuron, :func:`tdsnn.coding.check_min_time`).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class GDNN(nn.Sequential):
         input_scale: float = 1.0,
         activation_scales: Sequence[float] = (),
         coding: str = "paper",
+        min_time: int = 1,
     ) -> None:
         super().__init__()
         self.source_names: dict[str, str] = {}
@@ -54,6 +56,7 @@ class GDNN(nn.Sequential):
         self.input_scale = float(input_scale)
         self.activation_scales = tuple(float(s) for s in activation_scales)
         self.coding = check_coding(coding)
+        self.min_time = check_min_time(min_time, self.coding)
 
     def synapse_layers(self) -> list[nn.Module]:
         """The Conv2d / Linear / AvgPool2d layers, in order; the last is the output layer."""
@@ -336,6 +339,7 @@ def prepare(
     activation_scales: Sequence[float] | float | None = None,
     compensate: bool = True,
     coding: str = "paper",
+    min_time: int = 1,
 ) -> GDNN | GraphGDNN:
     """Return the G-DNN of a trained ``model`` (the model itself is not changed).
 
@@ -357,9 +361,14 @@ def prepare(
         coding: ``"paper"`` (default; the paper's G, every neuron fires once) or
             ``"sparse"``: ``G_s(x) = 0`` for ``x <= 0`` (the neuron stays silent, its
             synapses carry nothing), ``G(x)`` otherwise, the network input included.
+        min_time: sparse coding only (beyond the paper): a hidden neuron whose spike time
+            ``T(x)`` would be below ``min_time`` stays silent (default 1: exactly the
+            values ``x <= 0``; ``k`` also silences the first ``k - 1`` levels).  The
+            network input keeps 1.
     """
     L = check_leak(L)
     coding = check_coding(coding)
+    min_time = check_min_time(min_time, coding)
     input_scale = _positive(input_scale, "input_scale")
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"prepare expects an nn.Module, got {type(model).__name__}")
@@ -378,7 +387,7 @@ def prepare(
         graph = prepare_graph(
             nodes, L, input_mean=input_mean, input_std=input_std, input_scale=input_scale,
             activation_scales=activation_scales, compensate=compensate, coding=coding,
-            gain=expected_g_gain(L),
+            gain=expected_g_gain(L), min_time=min_time,
         )  # fmt: skip
         _check_folded(graph)
         graph.train(model.training)
@@ -396,11 +405,12 @@ def prepare(
         layers = _compensate_g(layers, L, coding)
     with_g: list[tuple[str, nn.Module]] = []
     for name, module in layers:
-        if isinstance(module, SYNAPSE_LAYERS):
-            with_g.append((f"{name}_G", GCoding(L, coding)))
+        if isinstance(module, SYNAPSE_LAYERS):  # the first G encodes the network input
+            with_g.append((f"{name}_G", GCoding(L, coding, min_time if with_g else 1)))
         with_g.append((name, module))
     prepared = GDNN(
-        with_g, L=L, input_scale=input_scale, activation_scales=scales, coding=coding
+        with_g, L=L, input_scale=input_scale, activation_scales=scales, coding=coding,
+        min_time=min_time,
     )
     _check_folded(prepared)
     prepared.train(model.training)

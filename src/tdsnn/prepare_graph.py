@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .coding import GCoding, check_coding
+from .coding import GCoding, check_coding, check_min_time
 from .errors import UnsupportedModelError
 from .folding import fold_batchnorm, fold_input_affine, scale_input
 from .junctions import Concat, Sum
@@ -36,7 +36,7 @@ class GraphGDNN(nn.Sequential):
     Its modules are registered in execution order, so iterating it gives the layers
     in that order (as for the chain :class:`~tdsnn.prepare.GDNN`); ``forward`` walks
     ``wiring``.  Attributes as for ``GDNN``: ``L``, ``input_scale``,
-    ``activation_scales`` (empty: not supported on graphs), ``coding``.
+    ``activation_scales`` (empty: not supported on graphs), ``coding``, ``min_time``.
     """
 
     def __init__(
@@ -45,6 +45,7 @@ class GraphGDNN(nn.Sequential):
         L: float,
         input_scale: float = 1.0,
         coding: str = "paper",
+        min_time: int = 1,
     ) -> None:
         super().__init__()
         self.wiring: list[tuple[str, tuple[str, ...]]] = []
@@ -55,6 +56,7 @@ class GraphGDNN(nn.Sequential):
         self.input_scale = float(input_scale)
         self.activation_scales: tuple[float, ...] = ()
         self.coding = check_coding(coding)
+        self.min_time = check_min_time(min_time, self.coding)
         self.source_names: dict[str, str] = {}
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
@@ -129,6 +131,7 @@ def prepare_graph(
     compensate: bool,
     coding: str,
     gain: float,
+    min_time: int = 1,
 ) -> GraphGDNN:
     """The G-DNN of a traced graph (see the module docstring); arguments as for prepare,
     ``gain`` the expected gain ``kappa`` of ``G``."""
@@ -144,7 +147,7 @@ def prepare_graph(
     _fold_input(graph, input_mean, input_std, input_scale)
     if compensate:
         _compensate(graph, gain, coding == "sparse")
-    prepared = GraphGDNN(_with_g(graph, L, coding), L, input_scale, coding)
+    prepared = GraphGDNN(_with_g(graph, L, coding, min_time), L, input_scale, coding, min_time)
     return prepared
 
 
@@ -388,8 +391,10 @@ def _rescale(graph: _Graph, name: str, gain: float, offset: float, target: float
     graph.module[name] = module
 
 
-def _with_g(graph: _Graph, L: float, coding: str) -> list[tuple[str, nn.Module, tuple[str, ...]]]:
-    """The nodes with ``G`` after the input and after every ReLU that is read."""
+def _with_g(
+    graph: _Graph, L: float, coding: str, min_time: int = 1
+) -> list[tuple[str, nn.Module, tuple[str, ...]]]:
+    """The nodes with ``G`` after the input (``min_time`` 1) and after every ReLU that is read."""
     out: list[tuple[str, nn.Module, tuple[str, ...]]] = []
     renamed: dict[str, str] = {}
 
@@ -403,7 +408,7 @@ def _with_g(graph: _Graph, L: float, coding: str) -> list[tuple[str, nn.Module, 
         module = graph.module[name]
         out.append((name, module, tuple(read(i) for i in graph.inputs[name])))
         if isinstance(module, nn.ReLU) and graph.consumers(name):
-            out.append((f"{name}_G", GCoding(L, coding), (name,)))
+            out.append((f"{name}_G", GCoding(L, coding, min_time), (name,)))
             renamed[name] = f"{name}_G"
     if out[-1][0] != graph.output:
         raise UnsupportedModelError(f"the model's output {graph.what(graph.output)} is not its last node")

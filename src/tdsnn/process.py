@@ -46,6 +46,19 @@ def is_allocator_variable(name: str) -> bool:
     return name.startswith("MALLOC_") or name == "GLIBC_TUNABLES"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``): training in
+    float32 is reproducible on one kind of CPU, not across kinds (their kernels differ)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity where the system has one)."""
     try:

@@ -125,6 +125,7 @@ _GDNN: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "compensate": (lambda v: isinstance(v, bool), "true or false"),
     "coding": (lambda v: isinstance(v, str) and v in CODINGS, "'paper' or 'sparse'"),
+    "min_time": (lambda v: _int(v, 1, 1 << 24), "an integer in 1..2**24"),
 }
 _SNN: dict[str, tuple[Callable[[Any], bool], str]] = {
     "static_t_il": (
@@ -134,7 +135,7 @@ _SNN: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),  # fmt: skip
 }
 _OPTIONAL = {"architecture", "model_spec", "data_dir", "normalization", "train_limit",
-             "test_limit", "compensate", "static_t_il", "coding"}  # fmt: skip
+             "test_limit", "compensate", "static_t_il", "coding", "min_time"}  # fmt: skip
 
 
 def check_metadata(meta: Any, where: PathLike, kind: str) -> dict[str, Any]:
@@ -317,6 +318,7 @@ def prepare_from(dnn: nn.Module, meta: dict[str, Any]) -> GDNN:
             activation_scales=meta["activation_scales"] or None,
             compensate=meta.get("compensate", True),
             coding=meta.get("coding", "paper"),  # runs made before sparse coding: paper
+            min_time=meta.get("min_time", 1),  # runs made before min_time: 1
         )
 
 

@@ -104,6 +104,9 @@ def _coding_text(evaluation: dict) -> str:
     text = str(coding) + (" (zeros silent)" if coding == "sparse" else " (every neuron fires once)")
     recorded = evaluation.get("reproduce")
     distill = _finite(recorded.get("finetune_distill")) if isinstance(recorded, dict) else None
+    min_time = recorded.get("min_time") if isinstance(recorded, dict) else None
+    if coding == "sparse" and isinstance(min_time, int) and min_time > 1:
+        text += f", hidden neurons silent below local time {min_time}"
     return (text + (f", sparsity penalty {_plain(sparsity, 3)}" if sparsity else "")
             + (f", fine-tuned distilling the DNN (weight {distill:g})" if distill else ""))  # fmt: skip
 

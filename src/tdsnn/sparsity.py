@@ -38,7 +38,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .coding import GCoding
+from .coding import GCoding, silence_level
 from .errors import TDSNNError
 
 __all__ = ["SpikePenalty", "has_sparse_coding", "soft_active"]
@@ -49,9 +49,16 @@ def has_sparse_coding(model: nn.Module) -> bool:
     return any(isinstance(m, GCoding) and m.coding == "sparse" for m in model.modules())
 
 
-def soft_active(x: Tensor, L: float) -> Tensor:
-    """``clamp(x / w, 0, 1)`` with ``w = exp(1/L) - 1``: a soft 'this neuron fires' per value."""
-    return (x / math.expm1(1.0 / L)).clamp(0.0, 1.0)
+def soft_active(x: Tensor, L: float, min_time: int = 1) -> Tensor:
+    """``clamp(x / w, 0, 1)`` with ``w = exp(1/L) - 1``: a soft 'this neuron fires' per value.
+
+    With ``min_time = k > 1`` the silent range ends at ``e = exp((k - 1)/L) - 1``:
+    ``clamp((x - e) / w_k, 0, 1)`` with ``w_k`` the width of level ``k``
+    (:func:`tdsnn.coding.silence_level`)."""
+    if min_time == 1:
+        return (x / math.expm1(1.0 / L)).clamp(0.0, 1.0)
+    edge, width = silence_level(L, min_time)
+    return ((x - edge) / width).clamp(0.0, 1.0)
 
 
 class SpikePenalty:
@@ -82,7 +89,7 @@ class SpikePenalty:
                 "(tdsnn.prepare(..., coding='sparse')); this model has no sparse GCoding"
             )
         self._handles: list = []
-        self._inputs: list[tuple[Tensor, float]] = []
+        self._inputs: list[tuple[Tensor, float, float, int]] = []
 
     def __enter__(self) -> SpikePenalty:
         for module in self.modules:
@@ -98,7 +105,8 @@ class SpikePenalty:
     def _collect(self, module: GCoding, inputs: tuple) -> None:
         x = inputs[0]
         if isinstance(x, Tensor) and x.requires_grad:
-            self._inputs.append((x, module.L, self.fanout.get(id(module), 1.0)))
+            fan = self.fanout.get(id(module), 1.0)
+            self._inputs.append((x, module.L, fan, getattr(module, "min_time", 1)))
 
     def clear(self) -> None:
         """Forget the inputs collected so far."""
@@ -114,8 +122,8 @@ class SpikePenalty:
         total = None
         neurons = 0.0
         batch = self._inputs[0][0].shape[0] if self._inputs[0][0].dim() else 1
-        for x, L, fan in self._inputs:
-            count = soft_active(x, L).sum() * fan
+        for x, L, fan, min_time in self._inputs:
+            count = soft_active(x, L, min_time).sum() * fan
             total = count if total is None else total + count
             neurons += fan * (x[0].numel() if x.dim() else 1)
         return total / (max(batch, 1) * max(neurons, 1.0))

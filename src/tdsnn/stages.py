@@ -143,7 +143,7 @@ def _check_fresh(final: Path, resume: bool, force: bool) -> None:
 
 
 # Recipe keys added after the first release, with the value that states made before them had.
-_RECIPE_DEFAULTS = {"coding": "paper", "sparsity": 0.0, "distill": 0.0,
+_RECIPE_DEFAULTS = {"coding": "paper", "sparsity": 0.0, "min_time": 1, "distill": 0.0,
                     "distill_temperature": DISTILL_TEMPERATURE, "augment": "none"}  # fmt: skip
 
 

@@ -197,9 +197,12 @@ class GForward:
     upstream does not propagate); its own times are still recorded.
     """
 
-    def __init__(self, L: float, coding: str, forced: list[Tensor] | None = None) -> None:
+    def __init__(
+        self, L: float, coding: str, forced: list[Tensor] | None = None, min_time: int = 1
+    ) -> None:
         self.L = float(L)
         self.coding = _check_coding(coding)
+        self.min_time = int(min_time)  # sparse: hidden neurons with T below it are silent
         self.forced = forced
         self.populations: list[Population] = []
         self.n_groups = 0
@@ -236,7 +239,8 @@ class GForward:
     def neurons(self, name: str, *branches: Branch) -> Value:
         """A hidden neuron group: ``A = sum of the branches``; population ``ReLU(A)``."""
         a, scale = self._group(branches)
-        return self._population(name, encode(a.clamp(min=0), self.L, self.coding), a, scale)
+        times = encode(a.clamp(min=0), self.L, self.coding, self.min_time)
+        return self._population(name, times, a, scale)
 
     def output(self, *branches: Branch) -> Tensor:
         """The output group: its ``A`` are the logits."""
@@ -405,10 +409,11 @@ class Reference:
     """Float64 forward of the G-DNN of ``model``: a network of this module (it has
     ``g_forward``) or an ``nn.Sequential`` chain without BatchNorm."""
 
-    def __init__(self, model: nn.Module, L: float, coding: str) -> None:
+    def __init__(self, model: nn.Module, L: float, coding: str, min_time: int = 1) -> None:
         self.model = model
         self.L = float(L)
         self.coding = _check_coding(coding)
+        self.min_time = int(min_time)  # sparse: hidden neurons with T below it are silent
         if hasattr(model, "g_forward"):
             self._forward: Callable[[GForward, Value], Tensor] = model.g_forward
         elif isinstance(model, nn.Sequential):
@@ -420,7 +425,7 @@ class Reference:
         """Spike times of every population, logits and fan-outs of a batch ``x``; with
         ``forced`` (one tensor per population), every population is fed downstream with
         the forced times (see :class:`GForward`)."""
-        ctx = GForward(self.L, self.coding, forced)
+        ctx = GForward(self.L, self.coding, forced, self.min_time)
         logits = self._forward(ctx, ctx.input(x))
         return ctx.finish(logits)
 

@@ -10,6 +10,10 @@ Coding (``L`` the leak constant, all arithmetic in float64):
 * sparse: ``G_s(x) = 0`` for ``x <= 0`` (a *silent* neuron, spike time ``-1``), else
   ``exp(T(x) / L)`` (so ``T >= 1``), computed as ``exp(ceil(L log1p(x)) * (1/L))``.
 * paper: ``G(x) = exp(T(max(x, 0)) / L)``: nothing is silent, a zero fires at 0, ``G(0) = 1``.
+* sparse with an earliest spike time ``k = min_time > 1`` (hidden neurons only, the input
+  keeps 1): a hidden neuron whose ``T`` is below ``k`` is silent too, after a static
+  ``T_il`` clamp (a spike forced at ``T_il < k`` comes too early and is not emitted; the
+  clamp counts as clipped every neuron still waiting at ``T_il``).
 
 Network: ``x -> G -> synapse (Conv2d / Linear / AvgPool2d) -> ReLU -> [MaxPool2d] -> G ->
 ... -> last synapse layer`` (the logits, no G after it).  Zero padding of a conv or a pool
@@ -53,12 +57,13 @@ def level(x: Tensor, L: float) -> Tensor:
     return torch.ceil(float(L) * torch.log1p(x.double().clamp(min=0)))
 
 
-def encode(values: Tensor, L: float, coding: str) -> Tensor:
-    """Spike times (int64) of non-negative-or-not values: ``T`` or ``-1`` (sparse, ``<= 0``)."""
+def encode(values: Tensor, L: float, coding: str, min_time: int = 1) -> Tensor:
+    """Spike times (int64) of non-negative-or-not values: ``T`` or ``-1`` (sparse: ``<= 0``,
+    or ``T < min_time``)."""
     v = values.double()
     t = level(v, L)
     if coding == "sparse":
-        t = torch.where(v > 0, t, torch.full_like(t, SILENT))
+        t = torch.where((v > 0) & (t >= min_time), t, torch.full_like(t, SILENT))
     elif coding != "paper":
         raise ValueError(f"coding must be one of {CODINGS}, got {coding!r}")
     return t.to(torch.int64)
@@ -198,11 +203,12 @@ class Reference:
     """Float64 forward of the G-DNN of ``model`` (an ``nn.Sequential`` of Conv2d, Linear,
     AvgPool2d, MaxPool2d, ReLU, Flatten, Dropout; no BatchNorm)."""
 
-    def __init__(self, model: nn.Sequential, L: float, coding: str) -> None:
+    def __init__(self, model: nn.Sequential, L: float, coding: str, min_time: int = 1) -> None:
         if coding not in CODINGS:
             raise ValueError(coding)
         self.L = float(L)
         self.coding = coding
+        self.min_time = int(min_time)
         steps: list[Step] = []
         n_syn = n_pool = 0
         for module in model:
@@ -359,11 +365,16 @@ class Reference:
                 logits = a
                 break
             relu = a.clamp(min=0)
-            nat = encode(relu, L, coding)
+            nat = encode(relu, L, coding, self.min_time)
             t = nat
             if t_il is not None:
-                clipped.append(int((nat > t_il[synapse_index]).sum()))
-                t = nat.clamp(max=t_il[synapse_index])
+                # clipped: every neuron still waiting when the static period ends, also one
+                # whose late spike min_time would have silenced anyway
+                waiting = encode(relu, L, coding) > t_il[synapse_index]
+                clipped.append(int(waiting.sum()))
+                t = torch.where(waiting, torch.full_like(nat, t_il[synapse_index]), nat)
+                if coding == "sparse":
+                    t = torch.where(t < self.min_time, torch.full_like(t, SILENT), t)
             layers.append(SpikingLayer(step.name, t, a, s, nat))
             index += 1
             source = index

@@ -233,8 +233,8 @@ def run_synapse(
     t_out, ticks, events.clipped = active_period(
         V, w_tick, decay, limit, layer.name, budget, pinned
     )
-    if layer.coding == "sparse":  # at or above threshold at the release: stays silent
-        t_out.masked_fill_(t_out == 0, -math.inf)
+    if layer.coding == "sparse":  # at threshold before tau = min_time (default: at the
+        t_out.masked_fill_(t_out < layer.min_time, -math.inf)  # release): silenced
     events.tick_adds = ticks
     events.own_leaks = leaks + ticks
     return t_out, events

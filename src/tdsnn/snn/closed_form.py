@@ -65,8 +65,8 @@ def run_synapse(
         events.clipped = int((t_out > limit).sum())
         t_out.clamp_(max=limit)
     total_fire = exact_sum(t_out)  # ticks: silent neurons (T = 0 here) get none
-    if layer.coding == "sparse":  # A <= 0 (T = 0): the neuron stays silent
-        t_out.masked_fill_(t_out == 0, -math.inf)
+    if layer.coding == "sparse":  # T < min_time (default: A <= 0, T = 0): stays silent
+        t_out.masked_fill_(t_out < layer.min_time, -math.inf)
     events.tick_adds = total_fire
     events.own_leaks = events.inhibit_steps * events.neurons + total_fire
     return t_out, events

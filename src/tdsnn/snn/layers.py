@@ -36,6 +36,7 @@ class SpikingSynapse(nn.Module):
         self.kind = "identity" if source is None else kinds[type(source)]
         self.global_pool = isinstance(source, GlobalAvgPool)  # kernel = the whole map
         self.coding = "paper"  # set by tdsnn.convert: "sparse" inputs may be silent (-inf)
+        self.min_time = 1  # set by tdsnn.convert: sparse coding silences T < min_time
         self.conv_args: dict = {}
         self.pool_args: dict = {}
         self.shortcuts = nn.ModuleList()  # other branches into the same neurons (residual)
@@ -176,6 +177,7 @@ class SpikingMaxPool(nn.Module):
         super().__init__()
         self.name = name
         self.coding = "paper"  # set by tdsnn.convert
+        self.min_time = 1
         self.pool_args = dict(
             kernel_size=source.kernel_size,
             stride=source.stride if source.stride is not None else source.kernel_size,

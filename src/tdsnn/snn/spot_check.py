@@ -103,8 +103,8 @@ def compare_spot(
     ``t_out`` holds that one sample."""
     if limit is not None:
         reference.clamp_(max=limit)
-    if silence and layer.coding == "sparse":  # T = 0 (A <= 0): the neuron is silent
-        reference.masked_fill_(reference == 0, -math.inf)
+    if silence and layer.coding == "sparse":  # T < min_time (default A <= 0): silent
+        reference.masked_fill_(reference < layer.min_time, -math.inf)
     got = t_out[tuple(where.t())].double()
     wrong = (got != reference).nonzero().squeeze(1)
     if wrong.shape[0] and not bool(torch.isfinite(got[wrong]).all()):
