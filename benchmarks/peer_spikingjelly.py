@@ -60,6 +60,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -312,12 +313,18 @@ def reused_ours(source: Path, role: str, run: Path, model: dict) -> dict:
 
 
 def settings(
-    leaks: list[float], lambdas: list[float], sparse_leak: float = 5.0
-) -> list[tuple[str, float, float]]:
-    """(coding, LAMBDA, L) of our points: both codings at every L, the penalties at
-    ``sparse_leak``."""
-    out = [("paper", 0.0, L) for L in leaks] + [("sparse", 0.0, L) for L in leaks]
-    return out + [("sparse", lam, sparse_leak) for lam in lambdas if lam > 0]
+    leaks: list[float], lambdas: list[float], sparse_leak: float = 5.0,
+    min_times: Sequence[int] = (1,),
+) -> list[tuple[str, float, float, int]]:
+    """(coding, LAMBDA, L, min_time) of our points: both codings at every L, the penalties
+    at ``sparse_leak`` and at every earliest spike time of ``min_times``."""  # fmt: skip
+    out = [("paper", 0.0, L, 1) for L in leaks] + [("sparse", 0.0, L, 1) for L in leaks]
+    return out + [("sparse", lam, sparse_leak, k) for k in min_times for lam in lambdas if lam > 0]
+
+
+def _key(point: dict) -> tuple:
+    """What makes two of our points the same setting (points from before ``min_time`` had 1)."""
+    return (point["coding"], point["lambda"], point["L"], point.get("min_time", 1), point["epochs"])
 
 
 def peer_curves(runs: dict[str, dict]) -> list[dict]:
@@ -383,20 +390,25 @@ def measure_model(role: str, run: Path, args, work: Path) -> dict:
     c.log(f"{run}: DNN {model['dnn_accuracy']:.2f} % on {model['samples']} test images")
     earlier = reused_ours(args.reuse_ours, role, run, model) if args.reuse_ours else None
     if earlier is not None:
-        model["ours"], model["ours_from"] = earlier["ours"], str(args.reuse_ours)
+        model["ours"], model["ours_from"] = list(earlier["ours"]), str(args.reuse_ours)
+    have = {_key(p) for p in model["ours"]}
     scales = "auto" if role == "vgg" else None
-    for coding, lam, L in settings(args.leaks, args.lambdas, args.sparse_leak) if earlier is None else ():
-        tick = time.perf_counter()
+    wanted = settings(args.leaks, args.lambdas, args.sparse_leak, args.min_times)
+    for coding, lam, L, k in wanted if earlier is None or args.more_ours else ():
         epochs = args.sparse_epochs if lam > 0 else args.epochs
+        if (coding, lam, L, k, epochs) in have:  # kept from the earlier artefact
+            continue
+        tick = time.perf_counter()
+        folder = f"{coding}_{lam:g}_L{L:g}" + (f"_t{k}" if k > 1 else "")
         row = one_setting(
-            run, work / f"{coding}_{lam:g}_L{L:g}", coding=coding, lam=lam, L=L,
-            epochs=epochs, train_limit=args.train_limit, test_limit=model["samples"],
-            device="cpu", progress=not args.quiet, activation_scales=scales,
+            run, work / folder, coding=coding, lam=lam, L=L, epochs=epochs,
+            train_limit=args.train_limit, test_limit=model["samples"], device="cpu",
+            progress=not args.quiet, activation_scales=scales, min_time=k,
         )  # fmt: skip
         row.update(L=L, epochs=epochs, accuracy=100.0 * row["snn_top1"],
                    seconds=time.perf_counter() - tick)
         model["ours"].append(row)
-        c.log(f"  ours {coding} LAMBDA={lam:g} L={L:g}: {row['accuracy']:.2f} %, "
+        c.log(f"  ours {coding} LAMBDA={lam:g} L={L:g} min_time={k}: {row['accuracy']:.2f} %, "
               f"{row['synaptic_events_per_image']:,.0f} events, agreement {row['agreement']:.4f}")
     if spikingjelly_available():
         train = c.dataset(meta["dataset"], "train")
@@ -412,11 +424,13 @@ def measure_model(role: str, run: Path, args, work: Path) -> dict:
         model["peer"] = peer_curves(runs)
     model["headline"] = headline(model, args.tolerance)
     model["settings"] = {k: getattr(args, k) for k in (
-        "leaks", "lambdas", "epochs", "sparse_epochs", "sparse_leak", "train_limit", "peer_t",
-        "calibration_batches", "threads")}  # fmt: skip
-    if earlier is not None:  # our points' settings are the earlier run's
+        "leaks", "lambdas", "min_times", "epochs", "sparse_epochs", "sparse_leak", "train_limit",
+        "peer_t", "calibration_batches", "threads")}  # fmt: skip
+    if earlier is not None and not args.more_ours:  # our points' settings are the earlier run's
         model["settings"] = {**earlier["settings"], **{k: model["settings"][k] for k in (
             "peer_t", "calibration_batches", "threads")}}  # fmt: skip
+    elif earlier is not None:  # the earlier run's points, and those of these settings
+        model["settings"]["earlier"] = earlier["settings"]
     model["machine"] = c.machine_info()
     return model
 
@@ -439,11 +453,13 @@ def plot(data: dict, path: Path) -> Path:
                          key=lambda p: p["L"])  # fmt: skip
             ax.plot([p["synaptic_events_per_image"] for p in pts], [p["accuracy"] for p in pts],
                     style, label=f"tdsnn {coding} coding (L = " + ",".join(f"{p['L']:g}" for p in pts) + ")")
-        pen = [p for p in m["ours"] if p["lambda"]]
-        if pen:
-            ax.plot([p["synaptic_events_per_image"] for p in pen], [p["accuracy"] for p in pen], "*",
-                    ms=9, label=f"tdsnn sparse, L = {pen[0]['L']:g}, LAMBDA = "
-                    + ",".join(f"{p['lambda']:g}" for p in pen))
+        for marker, k in zip("*PXD", sorted({p.get("min_time", 1) for p in m["ours"]}), strict=False):
+            pen = [p for p in m["ours"] if p["lambda"] and p.get("min_time", 1) == k]
+            if pen:
+                ax.plot([p["synaptic_events_per_image"] for p in pen], [p["accuracy"] for p in pen],
+                        marker, ms=8, label=f"tdsnn sparse, L = {pen[0]['L']:g}, LAMBDA = "
+                        + ",".join(f"{p['lambda']:g}" for p in pen)
+                        + (f", min_time = {k}" if k > 1 else ""))  # fmt: skip
         for k, recipe in enumerate(dict.fromkeys(p["recipe"] for p in m["peer"])):
             pts = [p for p in m["peer"] if p["recipe"] == recipe]
             ax.plot([p["events_per_step_count"] for p in pts], [p["accuracy"] for p in pts], "^-",
@@ -500,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sparse-epochs", type=int, default=None,
                         help="fine-tuning epochs of the penalised points (default --epochs)")
     parser.add_argument("--sparse-leak", type=float, default=5.0, help="L of the penalised points")
+    parser.add_argument("--min-times", type=int, nargs="+", default=[1],
+                        help="earliest spike times of the penalised points (default 1)")
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--samples", type=int, default=None,
                         help="test images (default 1000 MNIST and 1000 CIFAR-10)")
@@ -515,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-ours", type=Path, default=None, metavar="JSON",
                         help="keep our points from this earlier artefact of the same DNNs "
                         "(checked), measure only the peer again")
+    parser.add_argument("--more-ours", action="store_true",
+                        help="with --reuse-ours: also measure the settings given here that the "
+                        "artefact lacks")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.merge:

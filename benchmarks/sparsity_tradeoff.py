@@ -67,9 +67,11 @@ def one_setting(
     progress: bool,
     activation_scales: str | None = None,
     input_scale: float | None = None,
+    min_time: int = 1,
 ) -> dict[str, Any]:
     """Fine-tune, convert and evaluate (closed form) one setting in its own copy of the run
-    (``input_scale``: the spiking input's scale, default the pipeline's)."""
+    (``input_scale``: the spiking input's scale, default the pipeline's; ``min_time``: the
+    sparse coding's earliest spike time, ``tdsnn.prepare``)."""
     from tdsnn.pipeline import convert_run, evaluate_run, finetune
 
     work.mkdir(parents=True, exist_ok=True)
@@ -79,14 +81,14 @@ def one_setting(
     finetune(
         work, L=L, epochs=epochs, coding=coding, sparsity=lam, train_limit=train_limit,
         test_limit=test_limit, force=True, progress=progress, device=device,
-        activation_scales=activation_scales,
+        activation_scales=activation_scales, min_time=min_time,
         **({} if input_scale is None else {"input_scale": input_scale}),
     )  # fmt: skip
     convert_run(work, L=L)
     result = evaluate_run(
         work, L=L, backends=("closed_form",), limit=test_limit, progress=progress, device=device
     )
-    return {"coding": coding, "lambda": lam, **summary(result),
+    return {"coding": coding, "lambda": lam, "min_time": min_time, **summary(result),
             "seconds": time.perf_counter() - tick}  # fmt: skip
 
 

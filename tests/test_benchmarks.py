@@ -169,10 +169,17 @@ def test_peer_settings_put_the_penalties_at_their_own_leak(bench):
     penalised points' L (``--sparse-leak``); a LAMBDA of 0 is not repeated."""
     ps = bench["peer_spikingjelly"]
     assert ps.settings([1.0, 5.0], [0.0, 0.7, 2.0], 8.0) == [
-        ("paper", 0.0, 1.0), ("paper", 0.0, 5.0), ("sparse", 0.0, 1.0), ("sparse", 0.0, 5.0),
-        ("sparse", 0.7, 8.0), ("sparse", 2.0, 8.0),
+        ("paper", 0.0, 1.0, 1), ("paper", 0.0, 5.0, 1), ("sparse", 0.0, 1.0, 1),
+        ("sparse", 0.0, 5.0, 1), ("sparse", 0.7, 8.0, 1), ("sparse", 2.0, 8.0, 1),
     ]  # fmt: skip
-    assert ps.settings([3.0], [1.0])[-1] == ("sparse", 1.0, 5.0)  # the default L = 5
+    assert ps.settings([3.0], [1.0])[-1] == ("sparse", 1.0, 5.0, 1)  # the default L = 5
+    # earliest spike times: every penalty at each, the unpenalised points at 1 only
+    assert ps.settings([3.0], [0.0, 1.0], 5.0, (1, 4)) == [
+        ("paper", 0.0, 3.0, 1), ("sparse", 0.0, 3.0, 1), ("sparse", 1.0, 5.0, 1),
+        ("sparse", 1.0, 5.0, 4),
+    ]  # fmt: skip
+    old = {"coding": "sparse", "lambda": 1.0, "L": 5.0, "epochs": 5}  # before min_time
+    assert ps._key(old) == ps._key({**old, "min_time": 1}) != ps._key({**old, "min_time": 4})
 
 
 def test_peer_reuses_our_points_only_for_the_same_dnn(bench, tmp_path):
@@ -232,6 +239,12 @@ def test_the_selection_rule_takes_the_sparsest_setting_that_meets_the_targets(be
     rows = [_held_row(0.1, 0.90, 0.28, 0.31), _held_row(0.2, 0.85, 0.25, 0.32),
             _held_row(0.3, 0.85, 0.20, 0.25)]  # fmt: skip
     assert choose(rows)["lambda"] == 0.3  # none meets them: lowest error, then fewer events
+    rows = [_held_row(0.1, 0.70, 0.28, 0.29), _held_row(0.2, 0.60, 0.25, 0.28),
+            _held_row(0.3, 0.79, 0.20, 0.20), _held_row(0.4, 0.50, 0.31, 0.25)]  # fmt: skip
+    assert choose(rows, rule="accurate")["lambda"] == 0.2  # 0.4 is more accurate, but fails
+    assert choose(rows)["lambda"] == 0.3
+    with pytest.raises(ValueError, match="rule"):
+        choose(rows, rule="best")
 
 
 def test_sparsity_select_reads_the_test_set_once_for_the_chosen_setting(bench, tmp_path):
@@ -271,7 +284,47 @@ def test_sparsity_select_reuses_a_checked_dnn_and_distils(bench, tmp_path):
     rows = json.loads(second.read_text())["holdout"]
     assert [(r["lambda"], r.get("reused", False)) for r in rows] == [(0.1, True), (0.2, False)]
     assert rows[0]["snn_top1"] == data["holdout"][0]["snn_top1"]
+    # a grid of earliest spike times: every LAMBDA at each k, the scored ones reused
+    grid = [str(a) for a in argv + ["--resume", "--min-time", "1,2"]]
+    assert select.main(grid) == 0
+    data = json.loads(second.read_text())
+    got = [(r["lambda"], r.get("min_time", 1), r.get("reused", False)) for r in data["holdout"]]
+    assert got == [(0.1, 1, True), (0.1, 2, False)] and data["min_times"] == [1, 2]
+    chosen = select.choose(data["holdout"])
+    assert (data["chosen_lambda"], data["chosen_min_time"]) == (0.1, chosen.get("min_time", 1))
+    recipe = json.loads((tmp_path / "b" / "lambda_0.1_t2" / "gdnn_L5.json").read_text())
+    assert recipe["metadata"]["finetune"]["min_time"] == 2
+    tested = {p.parent.name for p in (tmp_path / "b").glob("lambda_*/evaluation.json")}
+    assert {select._folder(0.1, data["chosen_min_time"])} <= tested
+    for bad in ("0", "2,2", "x"):
+        with pytest.raises(SystemExit):
+            select.main([str(a) for a in argv] + ["--min-time", bad])
     # a DNN trained otherwise is refused
     wrong = [str(a) for a in ["--out", tmp_path / "c", *base, "--dnn", dnn, "--seed", 1]]
     with pytest.raises(SystemExit, match="seed"):
         select.main(wrong)
+
+
+def test_peer_measures_our_points_and_adds_earliest_spike_times_to_an_artefact(
+    bench, tiny_run, tmp_path, monkeypatch
+):
+    """Our side of the peer script end to end on a tiny run (the peer itself needs
+    SpikingJelly, absent here): the penalised points at each ``--min-times``; then
+    ``--reuse-ours --more-ours`` keeps the measured points and adds only the new settings."""
+    ps = bench["peer_spikingjelly"]
+    monkeypatch.setattr(ps, "spikingjelly_available", lambda: False)
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    base = ["--run", f"lenet5={tiny_run}", "--samples", "16", "--leaks", "5", "--lambdas", "0.5",
+            "--train-limit", "64", "--quiet", "--plot", str(tmp_path / "peer.png")]  # fmt: skip
+    assert ps.main([*base, "--min-times", "1", "3", "--json", str(first)]) == 0
+    ours = json.loads(first.read_text())["models"][0]["ours"]
+    assert [(p["coding"], p["lambda"], p["min_time"]) for p in ours] == [
+        ("paper", 0.0, 1), ("sparse", 0.0, 1), ("sparse", 0.5, 1), ("sparse", 0.5, 3)]
+    assert all(p["agreement"] == 1.0 for p in ours)
+    argv = [*base, "--min-times", "3", "4", "--reuse-ours", str(first), "--more-ours",
+            "--json", str(second)]  # fmt: skip
+    assert ps.main(argv) == 0
+    model = json.loads(second.read_text())["models"][0]
+    again = [(p["lambda"], p["min_time"]) for p in model["ours"]]
+    assert again == [(0.0, 1), (0.0, 1), (0.5, 1), (0.5, 3), (0.5, 4)]
+    assert model["ours"][:4] == ours and model["ours_from"] == str(first)
