@@ -795,3 +795,8 @@ def test_the_vgg05_min_time_choice_is_the_rule_applied_to_its_artefacts():
     test, paper_test, met = _check_vgg05_choice(data, folder, 0.5)
     _quoting_docs(test, paper_test, "paper coding distilled alike",
                   "with an earliest spike time the target is met", met)
+    paper_run = json.loads((folder / "evaluation_paper.json").read_text())  # Table 2's CIFAR row
+    assert paper_run["coding"] == "paper" and paper_run["split"] == "test"
+    assert paper_run["accuracy"]["snn"]["closed_form"]["top1"] == paper_test["snn_top1"]
+    assert paper_run["events_per_mac"] == paper_test["events_per_mac"]
+    assert paper_run["reproduce"]["finetune_distill"] == 0.5
