@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from results_tables import chosen_min_time
 from sparsity_tradeoff import _lambdas, _positive, summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,6 @@ RULES = {
     "accurate": ("highest held-out accuracy among the settings that meet all three targets on "
                  "the held-out images, else the lowest held-out error"),
 }  # fmt: skip
-RULE = RULES["sparsest"]
 
 
 RELATIVE = {"gap_points": 0.5, "events_per_mac": 0.35}  # issue 9's CIFAR-10 target
@@ -248,11 +248,6 @@ def _check_dnn(run: Path, **expected: Any) -> None:
     wrong = {k: (got[k], v) for k, v in expected.items() if got[k] != v}
     if wrong:
         raise SystemExit(f"--dnn {run}: trained otherwise than asked (got, asked): {wrong}")
-
-
-def chosen_min_time(data: dict[str, Any]) -> int:
-    """The chosen setting's earliest spike time (artefacts before the grid held one k)."""
-    return data.get("chosen_min_time", data.get("min_time", 1))
 
 
 def _min_times(text: str) -> list[int]:

@@ -747,6 +747,13 @@ def test_the_vgg05_held_out_choice_is_the_rule_applied_to_its_artefacts():
         assert missed == (not met and test["events_per_mac"] <= 0.35)
 
 
+def _same_selection(data: dict, other: dict) -> None:
+    """Two held-out choices made on the same split, recipe and DNN."""
+    for key in ("held_out", "L", "finetune_epochs", "dnn_epochs", "seed", "arch_kwargs"):
+        assert data[key] == other[key], key
+    assert data["paper_test"]["dnn_top1"] == other["paper_test"]["dnn_top1"]  # the same DNN
+
+
 def test_the_distilled_vgg05_choice_is_the_rule_applied_to_its_artefacts():
     """The same held-out choice with every fine-tuning distilling the DNN (weight 0.5),
     from the same DNN as the choice without distillation; the documents quote the chosen
@@ -755,9 +762,7 @@ def test_the_distilled_vgg05_choice_is_the_rule_applied_to_its_artefacts():
     data = json.loads(tables.SELECT_VGG05_DISTILL.read_text())
     plain = json.loads(tables.SELECT_VGG05.read_text())
     assert data["distill"] == 0.5 and plain.get("distill", 0.0) == 0.0
-    for key in ("held_out", "L", "finetune_epochs", "dnn_epochs", "seed", "arch_kwargs"):
-        assert data[key] == plain[key], key
-    assert data["paper_test"]["dnn_top1"] == plain["paper_test"]["dnn_top1"]  # the same DNN
+    _same_selection(data, plain)
     folder = ROOT / "docs" / "results" / "vgg05_select_distill"
     test, paper_test, met = _check_vgg05_choice(data, folder, 0.5)
     _quoting_docs(test, paper_test, "paper coding distilled alike",
@@ -788,9 +793,7 @@ def test_the_vgg05_min_time_choice_is_the_rule_applied_to_its_artefacts():
     distilled = json.loads(tables.SELECT_VGG05_DISTILL.read_text())
     assert data["distill"] == 0.5 and data["rule_name"] == "accurate"
     assert sorted({r["min_time"] for r in data["holdout"]}) == data["min_times"] == [4, 6]
-    for key in ("held_out", "L", "finetune_epochs", "dnn_epochs", "seed", "arch_kwargs"):
-        assert data[key] == distilled[key], key
-    assert data["paper_test"]["dnn_top1"] == distilled["paper_test"]["dnn_top1"]  # the same DNN
+    _same_selection(data, distilled)
     folder = ROOT / "docs" / "results" / "vgg05_select_min_time"
     test, paper_test, met = _check_vgg05_choice(data, folder, 0.5)
     _quoting_docs(test, paper_test, "paper coding distilled alike",
